@@ -90,7 +90,12 @@ def is_trading_day(day: date | datetime | str) -> bool:
 
 def session(day: date | datetime | str) -> Session:
     """Return the session of ``day``; raise ``NotATradingDay`` on a weekend or holiday."""
-    d = _as_date(day)
+    return _session(_as_date(day))
+
+
+@lru_cache(maxsize=4096)
+def _session(d: date) -> Session:
+    # Cached: hot paths (matching, exit rules) ask for the same day many times a second.
     if not is_trading_day(d):
         raise NotATradingDay(f"{d.isoformat()} is not an NYSE trading day")
     open_utc, close_utc = _xnys().session_open_close(pd.Timestamp(d))
