@@ -1,19 +1,40 @@
 """The supervisor: starts, watches and stops the trading processes for one trading day.
 
-Run ``uv run supervisor.py`` (simulated day on the built-in simulator by default) or
-``uv run supervisor.py --check`` to validate the settings and print them.
+    uv run supervisor.py                      # one virtual day on the simulator (BROKER=sim)
+    uv run supervisor.py --date 2025-11-26 --speed 500
+    uv run supervisor.py --check              # validate the settings, print them, exit
+
+Exit codes: 0 the day ran (or a holiday: nothing to do, or stopped with Ctrl+C);
+2 bad settings or arguments; 3 a component is not built yet; 4 another supervisor is
+already running for the same database.
+
+``--children-table REF`` replaces the table of managed children
+(``supervision/children.py``) with another one, ``path/to/file.py`` or
+``package.module``, optionally ``:ATTRIBUTE`` (default ``TABLE``). The tests use it to
+run the stand-in children of ``tests/supervision/``; it is not needed in normal use.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from supervision.children import ChildTable
+    from supervision.schedule import DayPlan
 
 EXIT_OK = 0
 EXIT_BAD_SETTINGS = 2
 EXIT_NOT_BUILT = 3
+EXIT_ALREADY_RUNNING = 4
+
+ROOT = Path(__file__).resolve().parent
 
 
 def print_settings(settings: Settings) -> None:
@@ -24,17 +45,56 @@ def print_settings(settings: Settings) -> None:
         print(f"  {name:<{width}}  {shown}")
 
 
+def _day(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYY-MM-DD") from None
+
+
+def _clock_time(text: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time as HH:MM") from None
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="validate settings, print them, exit")
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    parser.add_argument("--date", type=_day, help="sim: trading day to simulate (YYYY-MM-DD)")
+    parser.add_argument("--speed", help="sim: virtual-clock speed, market seconds per second")
+    parser.add_argument(
+        "--start-at",
+        type=_clock_time,
+        help="sim: start the virtual day at this ET time instead of 06:50 (a late start)",
+    )
+    parser.add_argument("--children-table", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    """Return the settings with ``--date`` / ``--speed`` applied as SIM_DATE / SIM_SPEED."""
+    environ = dict(os.environ)
+    if args.date is not None:
+        environ["SIM_DATE"] = args.date
+    if args.speed is not None:
+        environ["SIM_SPEED"] = args.speed
+    settings = load_settings(environ=environ, env_file=args.env_file)
+    sim_only = [f for f in ("date", "speed", "start_at") if getattr(args, f) is not None]
+    if settings.broker != "sim" and sim_only:
+        flags = ", ".join("--" + f.replace("_", "-") for f in sim_only)
+        raise SettingsError(
+            "BROKER", repr(settings.broker), f"{flags} can only be used with BROKER=sim"
+        )
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        settings = load_settings(env_file=args.env_file)
+        settings = _load(args)
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
@@ -42,11 +102,67 @@ def main(argv: list[str] | None = None) -> int:
         print("Settings are valid. Effective values:")
         print_settings(settings)
         return EXIT_OK
-    print(
-        "The process supervisor is not built yet; only --check works in this version.",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_BUILT
+    return run(settings, args)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one trading day under the supervisor; return the exit code."""
+    # Imported here so that --check stays fast and works even if these cannot load.
+    from supervision import children, lock, schedule
+
+    try:
+        table = children.load_table(args.children_table) if args.children_table else children.TABLE
+    except (ImportError, ValueError, OSError) as exc:
+        print(f"error: --children-table {args.children_table}: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    missing = table.missing(settings)
+    if missing:
+        print("Cannot run the trading day: these components are not built yet:", file=sys.stderr)
+        for line in missing:
+            print(f"  - {line}", file=sys.stderr)
+        return EXIT_NOT_BUILT
+    try:
+        plan = schedule.plan_day(settings, datetime.now(UTC), args.start_at)
+    except schedule.NoSession as exc:
+        print(str(exc))
+        return EXIT_OK
+    try:
+        held, stale = lock.acquire(lock.lock_path_for(settings.db_path))
+    except lock.LockHeld as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    with held:
+        if stale is not None:
+            print(
+                f"Took over a stale lock left by pid {stale.pid} (started {stale.started_at}): "
+                "that supervisor is no longer running."
+            )
+        return _supervise(settings, table, plan)
+
+
+def _supervise(settings: Settings, table: ChildTable, plan: DayPlan) -> int:
+    from shared_state import Store
+    from supervision.process import Launcher
+    from supervision.supervisor import StartRefused, Supervisor
+    from telemetry.logs import configure_logging
+
+    configure_logging("supervisor", settings.log_dir, settings.log_level, plan.clock)
+    store = Store(settings.db_path, process="supervisor")
+    try:
+        supervisor = Supervisor(
+            settings,
+            table,
+            plan,
+            store,
+            Launcher(ROOT),
+            base_env=os.environ,
+        )
+        return supervisor.run()
+    except StartRefused as exc:
+        print(f"Cannot start: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":
