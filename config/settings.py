@@ -325,6 +325,12 @@ SPECS: tuple[Spec, ...] = (
     _s("LOG_DIR", "logs", _path, "JSON-lines logs, one file per process per day"),
     _s("REPORTS_DIR", "reports", _path, "daily reports (Markdown, JSON, PNG)"),
     _s("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "log verbosity"),
+    _s(
+        "SPANS_DB_PATH",
+        "data/spans.db",
+        _optional_path,
+        "local SQLite store of OpenTelemetry spans (empty: none)",
+    ),
     # Outside services
     _s(
         "DEEPSEEK_API_KEY",
@@ -348,6 +354,67 @@ SPECS: tuple[Spec, ...] = (
         _secret,
         "optional Financial Modeling Prep key for the universe screen",
         secret=True,
+    ),
+    _s(
+        "FMP_BASE_URL",
+        "https://financialmodelingprep.com",
+        _text(r"https?://\S+", "an http(s) URL"),
+        "Financial Modeling Prep API base URL",
+    ),
+    _s(
+        "LLM_MAX_RETRIES",
+        "1",
+        _number(int, 0, 5),
+        "retries of one LLM call after a timeout, 429 or connection error",
+    ),
+    # Pre-market phases and the post-close evaluation
+    _s(
+        "UNIVERSE_STATIC_LIST",
+        "",
+        _text(r"[A-Za-z0-9.\- ]+(,[A-Za-z0-9.\- ]+)*", "symbols separated by commas"),
+        "symbols always offered to the watchlist, e.g. AAPL,MSFT (empty: none)",
+    ),
+    _s(
+        "UNIVERSE_SCAN_ROWS",
+        "25",
+        _number(int, 0, 50),
+        "rows taken from each IBKR scanner (top % gainers, most active); 0: no scanner",
+    ),
+    _s(
+        "UNIVERSE_MIN_PRICE",
+        "5",
+        _number(float, 0.01, 100_000.0),
+        "candidates must have closed at or above this price, USD",
+    ),
+    _s(
+        "UNIVERSE_MAX_PRICE",
+        "500",
+        _number(float, 0.01, 100_000.0),
+        "candidates must have closed at or below this price, USD",
+    ),
+    _s(
+        "UNIVERSE_MIN_AVG_VOLUME",
+        "1000000",
+        _number(float, 0.0, 1e12),
+        "candidates must trade at least this many shares a day (20-session average)",
+    ),
+    _s(
+        "UNIVERSE_MAX_CANDIDATES",
+        "40",
+        _number(int, 1, 200),
+        "candidates kept after the filters (the LLM and the rules rank these)",
+    ),
+    _s(
+        "PHASE_TIMEOUT_S",
+        "600",
+        _number(float, 10.0, 3600.0),
+        "a phase still running after this many real seconds fails",
+    ),
+    _s(
+        "REPLAY_DAYS",
+        "5",
+        _number(int, 1, 20),
+        "trading days the post-close replay tests a parameter suggestion on",
     ),
     # Simulator
     _s("SIM_PORT", "7499", _number(int, 1, 65535), "API port of the built-in simulator"),
@@ -419,12 +486,23 @@ class Settings:
     log_dir: Path
     reports_dir: Path
     log_level: str
+    spans_db_path: Path | None
     deepseek_api_key: Secret
     deepseek_base_url: str
     deepseek_model: str
     llm_timeout_s: float
     llm_max_calls_per_day: int
     fmp_api_key: Secret
+    fmp_base_url: str
+    llm_max_retries: int
+    universe_static_list: str
+    universe_scan_rows: int
+    universe_min_price: float
+    universe_max_price: float
+    universe_min_avg_volume: float
+    universe_max_candidates: int
+    phase_timeout_s: float
+    replay_days: int
     sim_port: int
     sim_seed: int
     sim_data_dir: Path | None
@@ -497,6 +575,12 @@ def _check_consistency(s: Settings) -> None:
             "RECOVERY_TARGET_PCT",
             repr(str(s.recovery_target_pct)),
             f"must not exceed PROFIT_TARGET_PCT ({s.profit_target_pct})",
+        )
+    if s.universe_min_price >= s.universe_max_price:
+        raise SettingsError(
+            "UNIVERSE_MIN_PRICE",
+            repr(str(s.universe_min_price)),
+            f"must be below UNIVERSE_MAX_PRICE ({s.universe_max_price})",
         )
     _check_client_ids(s)
     _check_live_interlock(s)

@@ -1,0 +1,8 @@
+"""Make this folder's helper modules (``phase_fixtures``, ``fake_deepseek``) importable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
