@@ -73,6 +73,9 @@ class VirtualClock:
     ``anchor`` is the wall-clock epoch (``time.time()``) at which market time equals
     ``start``. Wall time rather than monotonic time is used for the anchor only so
     that separate processes share it; elapsed time is still measured from it.
+
+    Before the anchor, market time holds at ``start``: a supervisor can set the anchor a
+    few real seconds ahead so its children connect and warm up before a fast day begins.
     """
 
     start: datetime
@@ -89,7 +92,7 @@ class VirtualClock:
             )
 
     def now(self) -> datetime:
-        elapsed = (time.time() - self.anchor) * self.speed
+        elapsed = max(0.0, time.time() - self.anchor) * self.speed
         return (self.start + timedelta(seconds=elapsed)).astimezone(UTC)
 
     def to_real_seconds(self, market_seconds: float) -> float:
@@ -137,7 +140,8 @@ def now_et(clock: Clock) -> datetime:
 def real_seconds_until(clock: Clock, instant: datetime) -> float:
     """Return the real seconds to wait until ``instant`` on ``clock`` (0 if it has passed)."""
     market_seconds = (instant - clock.now()).total_seconds()
-    return max(0.0, clock.to_real_seconds(market_seconds))
+    held = max(0.0, clock.anchor - time.time()) if isinstance(clock, VirtualClock) else 0.0
+    return max(0.0, held + clock.to_real_seconds(market_seconds))
 
 
 def sleep_until(clock: Clock, instant: datetime, max_step: float = 1.0) -> None:

@@ -167,7 +167,11 @@ PROCESS_TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
         {ProcessState.STARTING, ProcessState.FATAL, ProcessState.STOPPED}
     ),
     ProcessState.STOPPING: frozenset({ProcessState.STOPPED, ProcessState.EXITED}),
-    ProcessState.EXITED: frozenset({ProcessState.STARTING, ProcessState.STOPPED}),
+    # EXITED -> FATAL: a child that reaches RUNNING every time and then crashes is a crash
+    # loop that never passes through BACKOFF; the flapping window ends it here.
+    ProcessState.EXITED: frozenset(
+        {ProcessState.STARTING, ProcessState.STOPPED, ProcessState.FATAL}
+    ),
     ProcessState.FATAL: frozenset({ProcessState.STARTING, ProcessState.STOPPED}),
 }
 

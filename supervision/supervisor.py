@@ -41,7 +41,7 @@ from supervision.identity import ProcessIdentity
 from supervision.phase_runner import PhaseRunner
 from supervision.process import ChildProcess, Launcher, command_line, kill_descendants, kill_tree
 from supervision.schedule import DayPlan, countdown, port_open
-from supervision.states import allowed, store_needs_force
+from supervision.states import allowed
 from supervision.status import SUPERVISOR_ROW, LiveView, SupervisorRow, build_snapshot, render
 
 log = logging.getLogger("supervisor")
@@ -265,9 +265,8 @@ class Supervisor:
         self, name: str, old: ProcessState, new: ProcessState, pid: int | None, error: str | None
     ) -> None:
         now = self.clock.now()
-        force = store_needs_force(old, new)
         try:
-            self.store.set_process_state(name, new, now=now, pid=pid, error=error, force=force)
+            self.store.set_process_state(name, new, now=now, pid=pid, error=error)
         except TransitionError:
             # The row was changed behind our back (an earlier run): ours is the truth.
             log.warning("%s: row out of step with the supervisor; forcing %s", name, new)

@@ -97,3 +97,12 @@ def test_sleep_until_waits_for_virtual_instant_in_real_time() -> None:
     assert 0.15 <= time.monotonic() - began < 1.0
     assert clock.now() >= target
     assert real_seconds_until(clock, target) == 0.0
+
+
+def test_virtual_time_holds_at_start_until_the_anchor_then_runs() -> None:
+    clock = VirtualClock(start=START, speed=100.0, anchor=time.time() + 0.3)
+    assert clock.now() == START.astimezone(UTC)
+    target = START + timedelta(seconds=10)  # 0.1 s real after the anchor, 0.4 s from now
+    assert 0.3 <= real_seconds_until(clock, target) <= 0.45
+    time.sleep(0.45)
+    assert clock.now() > START

@@ -1,24 +1,19 @@
-"""The supervisor's transition table: the store's table plus EXITED -> FATAL."""
+"""The supervisor uses the store's one transition table (supervisord's states)."""
 
 from __future__ import annotations
 
 from shared_state.states import PROCESS_TRANSITIONS
-from supervision.states import SUPERVISOR_TRANSITIONS, ProcessState, allowed, store_needs_force
+from supervision.states import ProcessState, allowed
 
 
-def test_supervisor_table_contains_every_store_edge() -> None:
-    for old, targets in PROCESS_TRANSITIONS.items():
-        assert targets <= SUPERVISOR_TRANSITIONS[old]
+def test_supervisor_allows_exactly_the_store_edges() -> None:
+    for old in ProcessState:
+        for new in ProcessState:
+            assert allowed(old, new) == (old == new or new in PROCESS_TRANSITIONS[old])
 
 
-def test_only_the_crash_loop_after_running_edge_needs_force() -> None:
-    forced = [
-        (old, new)
-        for old, targets in SUPERVISOR_TRANSITIONS.items()
-        for new in targets
-        if store_needs_force(old, new)
-    ]
-    assert forced == [(ProcessState.EXITED, ProcessState.FATAL)]
+def test_crash_loop_after_running_can_end_in_fatal() -> None:
+    assert allowed(ProcessState.EXITED, ProcessState.FATAL)
 
 
 def test_running_cannot_jump_to_backoff_or_fatal() -> None:
