@@ -62,7 +62,7 @@ from broker.models import (
     ReconcileSnapshot,
     order_key,
 )
-from broker.orders import OrderBook
+from broker.orders import ForgottenOrder, OrderBook
 from broker.pacing import HistoryGuard, bucket_for
 from broker.state import ConnectionStateMachine, ConnState, StateChange
 from market.clock import ET, Clock
@@ -118,7 +118,8 @@ class BrokerAdapter:
     execution of this client, including fills found on reconnect), ``commissions``
     (ExecutionView with its commission, once), ``errors`` (BrokerErrorEvent, already
     classified), ``refusals`` (OrderRefusal), ``quotes_changed`` (tuple of Quote, on every
-    market data update), ``bars_closed`` (BarClosed).
+    market data update), ``bars_closed`` (BarClosed), ``forgotten`` (ForgottenOrder: an
+    order ``forget_order`` stopped counting, with why).
 
     Typical use::
 
@@ -155,6 +156,7 @@ class BrokerAdapter:
         self.commissions: Signal[ExecutionView] = Signal("commissions")
         self.errors: Signal[BrokerErrorEvent] = Signal("errors")
         self.refusals: Signal[OrderRefusal] = Signal("refusals")
+        self.forgotten: Signal[ForgottenOrder] = Signal("forgotten")
         self.quotes_changed: Signal[tuple[Quote, ...]] = Signal("quotes_changed")
         self._bar_streams = BarStreams(clock, self._request_bar_stream, self._cancel_bar_stream)
         self.bars_closed: Signal[BarClosed] = self._bar_streams.closed
@@ -168,6 +170,10 @@ class BrokerAdapter:
         self._market_data_type = self.config.market_data_type
         self._max_order_id = 0
         self._snapshot: ReconcileSnapshot | None = None
+        # Connections are counted (``connects``): the one each order was sent on, and the
+        # one the last snapshot came from, tell whether a snapshot can prove an order absent.
+        self._snapshot_connection = 0
+        self._sent_on: dict[str, int] = {}
         self._account: str | None = None
         self._interlock: InterlockError | None = None
         self._upstream_lost = False
@@ -439,6 +445,7 @@ class BrokerAdapter:
         self._orders.adopt(snapshot)
         self._raise_order_id_floor(ib, snapshot)
         self._snapshot = snapshot
+        self._snapshot_connection = self._counts["connects"]
         self._counts["reconciles"] += 1
         return snapshot
 
@@ -771,10 +778,12 @@ class BrokerAdapter:
         sent again: its current view is returned (idempotent across retries and
         restarts). Every order passes the role, interlock, tick, notional-cap and
         price-collar checks (``reference_price``: the caller's last price; default the
-        streaming quote's last or mid); a refusal raises a ``BrokerError`` naming the
-        rule and emits a ``refusals`` event. With ``wait_ack`` wait up to the ack
-        timeout for the broker's acknowledgement; an order still unacknowledged then is
-        UNKNOWN (it may yet appear at the broker).
+        streaming quote's last or mid); the exit manager's sells are exempt from the
+        notional cap and may not exceed the position minus the sells still working
+        (``broker.guards``). A refusal raises a ``BrokerError`` naming the rule and emits
+        a ``refusals`` event. With ``wait_ack`` wait up to the ack timeout for the
+        broker's acknowledgement; an order still unacknowledged then is UNKNOWN (it may
+        yet appear at the broker).
         """
         if not order_ref:
             raise OrderRefusedError("order_ref", "every order needs an order_ref")
@@ -828,11 +837,13 @@ class BrokerAdapter:
         shares = guards.check_quantity(quantity)
         info = await self.qualify(symbol)
         rounded = guards.round_limit(action, limit, info.min_tick)
-        guards.check_notional(shares, rounded, self.config.max_order_notional)
+        covered = guards.is_covered_sell(self.role, action)
+        if not covered:  # the cap stops fat-fingered entries, never a sell reducing risk
+            guards.check_notional(shares, rounded, self.config.max_order_notional)
         guards.check_collar(
             rounded, reference or self._reference(symbol), self.config.price_collar_pct
         )
-        if action == "SELL" and self.role == Role.EXIT_MANAGER:
+        if covered:
             held = self.position(symbol)
             guards.check_sell_covered(shares, held, self._orders.pending(symbol, "SELL"))
         return self._contracts[symbol][0], rounded
@@ -865,6 +876,7 @@ class BrokerAdapter:
         )
         ib.client.updateReqId(self._max_order_id + 1)  # never reuse an id (see reconcile)
         waiter = self._ack_waiters[order_ref] = asyncio.Event()
+        self._sent_on[order_ref] = self._counts["connects"]
         try:
             trade = ib.placeOrder(contract, order)
         except ConnectionError as exc:  # the socket closed under us: nothing was sent
@@ -919,6 +931,53 @@ class BrokerAdapter:
         for trade in ib.openTrades():
             if trade.order.orderRef == order_ref and trade.order.clientId == self.client_id:
                 return trade
+        return None
+
+    def forget_order(self, order_ref: str, reason: str) -> bool:
+        """Stop counting this client's unfinished order ``order_ref``: the broker never had it.
+
+        Only for an order that the reconcile snapshot of a connection *newer* than the one
+        it was sent on shows no trace of (no open order, completed order or execution, by
+        order_ref or perm id): it never reached the broker, yet it would count as a
+        working sell forever (the sell guard: never more than held minus pending sells).
+        The order becomes CANCELLED with ``reason`` (an ``order_status`` event) and a
+        ``forgotten`` event says why; the order_ref stays known, so it is never sent again.
+
+        Return False and change nothing when the order is not this client's, is done,
+        is found at the broker (live or not: design 4, an order found at the broker is
+        adopted, never sent twice), or when no newer connection's reconcile has looked
+        for it yet.
+        """
+        view = self._orders.get(order_ref)
+        refusal = self._forget_refusal(order_ref, view)
+        if view is None or refusal is not None:
+            log.warning("order %s not forgotten (%s): %s", order_ref, reason, refusal)
+            return False
+        proof = f"absent from the reconcile of connection {self._snapshot_connection}"
+        self._ack_waiters.pop(order_ref, None)
+        self._orders.forget(order_ref, reason)
+        log.warning("order %s forgotten: %s; %s", order_ref, reason, proof)
+        left = view.quantity - view.filled
+        event = ForgottenOrder(
+            order_ref, view.symbol, view.action, left, reason, proof, self.clock.now()
+        )
+        self.forgotten.emit(event)
+        return True
+
+    def _forget_refusal(self, order_ref: str, view: OrderView | None) -> str | None:
+        """Return why ``order_ref`` may not be forgotten (None: proven never at the broker)."""
+        if view is None:
+            return "not an order of this client"
+        if view.is_done:
+            return f"already final ({view.status})"
+        snapshot = self._snapshot
+        if snapshot is None or self._snapshot_connection <= self._sent_on.get(order_ref, 0):
+            return "no reconcile of a newer connection has looked for it yet"
+        found = snapshot.find(order_ref) or snapshot.by_perm_id(view.perm_id)
+        if found is not None and not found.is_done and found.remaining > 0:
+            return f"live at the broker ({found.status}, {found.remaining:g} left)"
+        if found is not None or snapshot.executions_for(order_ref, view.perm_id):
+            return "the broker reports it"
         return None
 
     def order(self, order_ref: str) -> OrderView | None:

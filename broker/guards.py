@@ -5,9 +5,16 @@ Pure functions, each raising a ``BrokerError`` subclass that names the rule:
 - the process's role owns this side (the day trader buys, the exit manager sells);
 - quantity is a positive whole number of shares;
 - the limit price sits on the tick grid (rounded here, towards the order's side);
-- notional cap: quantity * limit <= MAX_ORDER_NOTIONAL;
+- notional cap: quantity * limit <= MAX_ORDER_NOTIONAL, except for a covered sell;
 - price collar: the limit is within PRICE_COLLAR_PCT of the reference (last) price;
 - the exit manager never sells more than the broker says is held.
+
+A *covered sell* (``is_covered_sell``) is a sell of a role whose sells are checked
+against the broker's position (never more than held minus the sells still working):
+it can only reduce risk. The notional cap is there to stop a fat-fingered *entry*, and
+selling down a position must never be blocked or slowed by it (design 9: the exit
+manager may always reduce positions), so covered sells are exempt; the collar and the
+position check still apply.
 """
 
 from __future__ import annotations
@@ -42,6 +49,15 @@ ROLE_ACTIONS: dict[Role, frozenset[str]] = {
     Role.SUPERVISOR: frozenset(),
     Role.TOOL: frozenset(ACTIONS),
 }
+
+
+#: Roles whose sells the adapter checks against the broker's position (``check_sell_covered``).
+COVERED_SELLERS: frozenset[Role] = frozenset({Role.EXIT_MANAGER})
+
+
+def is_covered_sell(role: Role, action: str) -> bool:
+    """Return True when ``role``'s ``action`` order is a covered sell (see the module doc)."""
+    return action == "SELL" and role in COVERED_SELLERS
 
 
 def check_role(role: Role, action: str) -> None:

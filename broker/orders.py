@@ -8,13 +8,18 @@ Evidence only ever moves an order forward (design section 4, and NautilusTrader'
 - an order with no acknowledgement after the ack timeout is UNKNOWN, and stays
   UNKNOWN until the broker acknowledges it (then it is adopted with the broker's status);
 - on reconnect, an unfinished order the broker does not report at all becomes UNKNOWN,
-  not cancelled.
+  not cancelled;
+- only the caller's explicit ``forget`` ends an order without the broker's word: for an
+  order a reconcile on a newer connection proved the broker never had (the adapter
+  checks that, ``BrokerAdapter.forget_order``). Should the broker report it after all,
+  its fills still count (a done order's filled quantity can only grow).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from broker.models import (
     DONE_STATUSES,
@@ -31,6 +36,19 @@ _UNACKED = frozenset({OrderStatus.PENDING_SUBMIT, OrderStatus.API_PENDING})
 
 #: Fields whose change is worth an order-status event.
 _WATCHED = ("status", "filled", "remaining", "avg_price", "perm_id", "order_id", "error_code")
+
+
+@dataclass(frozen=True)
+class ForgottenOrder:
+    """An unfinished order the adapter stopped counting: the broker provably never had it."""
+
+    order_ref: str
+    symbol: str
+    action: str
+    quantity: float
+    reason: str  # the caller's reason
+    proof: str  # what showed the broker never had it
+    time: datetime  # market time (the injected clock)
 
 
 class OrderBook:
@@ -85,6 +103,19 @@ class OrderBook:
         if view.is_acknowledged and view.status not in _UNACKED:
             return None
         return self.update(replace(view, status=OrderStatus.UNKNOWN, error=reason))
+
+    def forget(self, order_ref: str, reason: str) -> OrderView | None:
+        """End an unfinished order as CANCELLED with ``reason``; return it (None: no change).
+
+        Only for an order the broker provably never had (the caller proves it).
+        """
+        view = self._views.get(order_ref)
+        if view is None or view.is_done:
+            return None
+        lost = replace(
+            view, status=OrderStatus.CANCELLED, remaining=0.0, error=reason, source="local"
+        )
+        return self.update(lost)
 
     def adopt(self, snapshot: ReconcileSnapshot) -> list[OrderView]:
         """Reconcile the book with a broker snapshot; return the views that changed.

@@ -5,6 +5,17 @@ range and meaning. ``.env.example`` documents the same rows (a test keeps them i
 step). Precedence, highest first: the process environment, the ``.env`` file, the
 default. A bad value raises ``SettingsError`` naming the variable, the value and what
 is allowed; secret values are never echoed, not even in errors.
+
+Units of time (design 6). A duration that measures the *market* is in market seconds,
+read on the trading clock: how old a quote may be (QUOTE_MAX_AGE_S) and how long the
+market gets to fill an order (ENTRY_ORDER_TIMEOUT_S, EXIT_ORDER_TIMEOUT_S). At 100x
+speed ten real seconds are 1000 market seconds, so a fill timeout in real seconds
+would never replace an exit within a simulated day. A fill timeout is made real at the
+clock's speed (``exit_manager.params.fill_timeout_real_s``) and never drops below 0.5
+real seconds, a network round trip and a few quote steps. A duration that measures
+*our machinery* is in real seconds (``time.monotonic``), never the virtual clock:
+intervals, heartbeats and their timeouts, order acknowledgement and network timeouts,
+backoff, PHASE_TIMEOUT_S, LLM_TIMEOUT_S.
 """
 
 from __future__ import annotations
@@ -296,13 +307,14 @@ SPECS: tuple[Spec, ...] = (
         "ENTRY_ORDER_TIMEOUT_S",
         "30",
         _number(float, 1.0, 600.0),
-        "cancel an unfilled entry after this many market seconds",
+        "cancel an unfilled entry after this many market seconds (at least 0.5 real seconds)",
     ),
     _s(
         "EXIT_ORDER_TIMEOUT_S",
         "10",
         _number(float, 1.0, 600.0),
-        "replace an unfilled exit more aggressively after this many market seconds",
+        "replace an unfilled exit more aggressively after this many market seconds "
+        "(at least 0.5 real seconds)",
     ),
     _s("EXIT_REPLACE_STEPS", "3", _number(int, 0, 10), "replacements of an exit before an alert"),
     _s(

@@ -93,20 +93,30 @@ def decide_entry(
     view: SymbolView, funds: Funds, now: datetime, params: TraderParams
 ) -> EntryPlan | EntrySkip | None:
     """Return the entry decision for ``view`` at ``now``; see the module docstring."""
+    return judge_entry(view, funds, now, params)[1]
+
+
+def judge_entry(
+    view: SymbolView, funds: Funds, now: datetime, params: TraderParams
+) -> tuple[EntrySignal, EntryPlan | EntrySkip | None]:
+    """Return the entry signal of ``view`` at ``now`` and the decision it leads to.
+
+    The decision is ``decide_entry``'s; the signal says why, also when it does not fire.
+    """
     kind = next_entry_kind(view.exits_today, params.max_recovery_entries)
     recovery = kind == "recovery"
     signal = evaluate_entry(
         view.symbol, view.snapshot, view.gap_pct, now, params.entry, recovery=recovery
     )
     if not signal.fire or signal.kind is None:
-        return None
+        return signal, None
     if kind is None:
-        return _skip(view.symbol, _reentry_refusal(view.exits_today), signal)
+        return signal, _skip(view.symbol, _reentry_refusal(view.exits_today), signal)
     quote = view.quote
     problem = quote_problem(quote, now, params.quote_max_age_s)
     if problem is not None or quote is None:
-        return _skip(view.symbol, problem or NO_QUOTE, signal, _quote_detail(quote))
-    return _priced(view.symbol, signal, recovery, quote, funds, params)
+        return signal, _skip(view.symbol, problem or NO_QUOTE, signal, _quote_detail(quote))
+    return signal, _priced(view.symbol, signal, recovery, quote, funds, params)
 
 
 def quote_problem(quote: Quote | None, now: datetime, max_age_s: float) -> str | None:

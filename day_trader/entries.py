@@ -11,8 +11,12 @@ Idempotent across crashes (design section 4):
    every pass: acknowledgement (ids, SUBMITTED), fills (the fills table, then the
    position OPEN with the *filled* quantity, its target and stop), the end (FILLED,
    CANCELLED, REJECTED: a buy that filled nothing removes the row). An order still
-   working ``entry_order_timeout_market_s`` after its intent is cancelled; a partial
-   fill then stays a position of the filled quantity.
+   working ``entry_order_timeout_market_s`` after its intent (market seconds: the time
+   the market had to fill it, and never less than ``ORDER_FILL_FLOOR_S`` real seconds)
+   is cancelled; a partial fill then stays a position of the filled quantity.
+   Commission reports of our buys are written to their fills whenever they arrive
+   (``write_commissions``, every pass), also after the entry is settled: the exit
+   manager closes a round trip net of both commissions.
 3. An order the broker does not know is looked up again (a fresh reconcile) at most
    every ``reconcile_interval_s``. ``resolve_absent`` decides what its absence proves:
    an intent that was never acknowledged, absent from a reconcile taken at least the
@@ -49,6 +53,7 @@ from broker.errors import BrokerError, SymbolError
 from day_trader.decision import EntryPlan
 from day_trader.journal import Journal
 from day_trader.params import TraderParams
+from exit_manager.params import fill_timeout_real_s
 from exit_manager.rules import stop_price, target_price
 from market.clock import ET, Clock
 from shared_state import (
@@ -63,6 +68,7 @@ from shared_state import (
     TransitionError,
 )
 from shared_state.states import order_transition_allowed
+from telemetry.tracing import set_attributes, span
 
 log = logging.getLogger("day_trader.entries")
 
@@ -356,17 +362,36 @@ class EntryBook:
         self.owner = owner
         self.prefix = ref_prefix(adapter.client_id)
         self._tracked: dict[str, _Tracked] = {}
-        self._unsubscribe = adapter.order_status.subscribe(self._on_order_view)
+        self._commissions_due: dict[str, bm.ExecutionView] = {}  # by exec id
+        self._unsubscribe = [
+            adapter.order_status.subscribe(self._on_order_view),
+            adapter.commissions.subscribe(self._on_commission),
+        ]
 
     def close(self) -> None:
         """Stop listening to the adapter."""
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
 
     # ------------------------------------------------------------------ opening
 
     async def open_entry(self, plan: EntryPlan, day: date, trigger: Trigger | None) -> OpenOutcome:
-        """Claim ``plan.symbol`` and send its buy limit; see the module docstring."""
+        """Claim ``plan.symbol`` and send its buy limit, as span ``order.place``.
+
+        See the module docstring; the span's ``outcome`` is ``sent`` or the refusal.
+        """
         ref = new_order_ref(self.adapter.client_id, day, plan.symbol)
+        with span(
+            "order.place", symbol=plan.symbol, side="BUY", order_ref=ref,
+            quantity=plan.quantity, limit=plan.limit, kind=plan.kind,
+        ) as placing:  # fmt: skip
+            outcome = await self._open(plan, day, trigger, ref)
+            set_attributes(placing, outcome=outcome.refusal or "sent")
+        return outcome
+
+    async def _open(
+        self, plan: EntryPlan, day: date, trigger: Trigger | None, ref: str
+    ) -> OpenOutcome:
         now = self.clock.now()
         claim = await asyncio.to_thread(
             self.store.claim_for_entry,
@@ -421,6 +446,7 @@ class EntryBook:
 
     async def sync(self, pending: Sequence[PendingEntry], session_close: datetime | None) -> None:
         """Apply the broker's word to every pending entry; cancel the ones that timed out."""
+        await self.write_commissions()
         for entry in pending:
             try:
                 await self._sync_one(entry, session_close)
@@ -470,7 +496,7 @@ class EntryBook:
         """Decide what the broker not knowing ``entry`` proves (see the module docstring)."""
         order, now = entry.order, self.clock.now()
         if order.status is OrderStatus.INTENT:
-            if self._intent_age_real_s(order, now) < self.adapter.config.ack_timeout_s:
+            if self._real_s_since(order.created_at, now) < self.adapter.config.ack_timeout_s:
                 return  # could still be in flight: ask again later
             await self._never_sent(order.symbol, order.order_ref, f"{NEVER_SENT}: not at broker")
             return
@@ -536,6 +562,42 @@ class EntryBook:
                 )
                 tracked.commissions.add(execution.exec_id)
 
+    def _on_commission(self, execution: bm.ExecutionView) -> None:
+        # A report may come after the entry settled (no longer pending): keep it for the
+        # next pass, which writes it whatever became of the entry.
+        if execution.side == "BOT" and execution.order_ref.startswith(self.prefix):
+            self._commissions_due[execution.exec_id] = execution
+
+    async def write_commissions(self) -> None:
+        """Write the commission reports of our buys that arrived since the last call.
+
+        The fill is recorded first when it is not yet (exec id: once), so a report never
+        waits for a pass that may not come. A failed write is tried again next time.
+        """
+        due, self._commissions_due = self._commissions_due, {}
+        for exec_id, execution in due.items():
+            try:
+                await self._write(self._record_commission, execution)
+            except StoreError as exc:
+                log.warning("commission of fill %s not recorded yet: %s", exec_id, exc)
+                self._commissions_due.setdefault(exec_id, execution)
+            except ValueError as exc:  # a report the store refuses will not get better
+                log.error("commission of fill %s not recorded: %s", exec_id, exc)
+
+    def _record_commission(self, execution: bm.ExecutionView) -> None:
+        assert execution.commission is not None
+        self.store.record_fill(
+            execution.exec_id,
+            order_ref=execution.order_ref,
+            symbol=execution.symbol,
+            side="BUY",
+            quantity=int(round(execution.shares)),
+            price=execution.price,
+            commission=execution.commission,
+            time=execution.time,
+        )
+        self.store.set_fill_commission(execution.exec_id, execution.commission)
+
     async def _apply_position(
         self, position: ActivePosition | None, order: Order, ev: Evidence
     ) -> None:
@@ -585,11 +647,12 @@ class EntryBook:
         if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIAL, OrderStatus.UNKNOWN):
             return
         now = self.clock.now()
-        timeout = self.params.entry_order_timeout_market_s
-        if (now - order.created_at).total_seconds() < timeout:
+        # Market seconds made real at the clock's speed, with a real-time floor.
+        timeout = fill_timeout_real_s(self.params.entry_order_timeout_market_s, self.clock)
+        if self._real_s_since(order.created_at, now) < timeout:
             return
         last = tracked.cancel_requested_at
-        if last is not None and (now - last).total_seconds() < timeout:
+        if last is not None and self._real_s_since(last, now) < timeout:
             return  # asked already; give the broker time to answer
         tracked.cancel_requested_at = now
         try:
@@ -603,9 +666,12 @@ class EntryBook:
             phase_of(order, sent=True, cancel_requested=True),
             "timeout",
         )
-        self.record(
-            "entry_timeout", order.symbol, {"order_ref": order.order_ref, "timeout_s": timeout}
-        )
+        detail = {
+            "order_ref": order.order_ref,
+            "timeout_market_s": self.params.entry_order_timeout_market_s,
+            "timeout_real_s": round(timeout, 3),
+        }
+        self.record("entry_timeout", order.symbol, detail)
 
     # ------------------------------------------------------------------ tracking
 
@@ -644,9 +710,9 @@ class EntryBook:
         detail = latency_detail(tracked.trigger, tracked.sent_mono, tracked.ack_mono, self.clock)
         self.record("entry_acked", order.symbol, {"order_ref": order.order_ref, **detail})
 
-    def _intent_age_real_s(self, order: Order, now: datetime) -> float:
-        market = max(0.0, (now - order.created_at).total_seconds())
-        return self.clock.to_real_seconds(market)
+    def _real_s_since(self, then: datetime, now: datetime) -> float:
+        """Return the real seconds from market instant ``then`` to ``now``."""
+        return self.clock.to_real_seconds(max(0.0, (now - then).total_seconds()))
 
     # ------------------------------------------------------------------ DB
 

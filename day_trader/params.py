@@ -1,9 +1,16 @@
-"""Settings -> the frozen parameter objects of the day trader's rules and loop.
+"""Settings (+ today's parameter set) -> the frozen parameter objects of the day trader.
 
-Built once at start-up from the validated ``config.settings.Settings``; everything below
-the entry point reads these, never the settings object (freqtrade's untyped config dicts
-are what we avoid). Units: percentages in percent, ``*_market_s`` in market seconds (the
-trading clock), every other ``*_s`` in real seconds (``time.monotonic``).
+Built once at start-up from the validated ``config.settings.Settings`` and the parameter
+set the post-close evaluation accepted for today; everything below the entry point reads
+these, never the settings object (freqtrade's untyped config dicts are what we avoid).
+The merge of settings and parameter set (target, stop, recovery target, allocation) is
+``exit_manager.params``'s, shared with the exit manager: ``exit_params`` and ``in_force``
+come from there.
+
+Units: percentages in percent, ``*_market_s`` in market seconds (the trading clock),
+every other ``*_s`` in real seconds (``time.monotonic``). The entry's fill timeout is
+made real with ``exit_manager.params.fill_timeout_real_s`` (at the clock's speed, never
+below a real-time floor) where it is applied (``entries``).
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ from dataclasses import dataclass
 from config.settings import Settings
 from day_trader.signals import EntryParams
 from day_trader.sizing import GateParams
+from exit_manager.params import exit_params, in_force
 from exit_manager.rules import ExitParams
+from market.clock import Clock
+from shared_state.phase_data import ParameterSet
 
 #: An identical skip event (symbol, reason) is recorded at most once per this many real s.
 SKIP_EVENT_INTERVAL_S = 60.0
@@ -42,7 +52,8 @@ class TraderParams:
     max_recovery_entries: int
     max_trades_per_day: int
     max_positions: int
-    #: Cancel an entry not filled after this many market seconds (ENTRY_ORDER_TIMEOUT_S).
+    #: Cancel an entry not filled after this many market seconds (ENTRY_ORDER_TIMEOUT_S),
+    #: and never before ``exit_manager.params.ORDER_FILL_FLOOR_S`` real seconds.
     entry_order_timeout_market_s: float
     loop_interval_s: float
     eod_flatten_minutes: int
@@ -73,28 +84,19 @@ def gate_params(settings: Settings) -> GateParams:
     )
 
 
-def exit_params(settings: Settings) -> ExitParams:
-    """Return the exit thresholds the entry uses to set a new position's target and stop."""
-    return ExitParams(
-        profit_target_pct=settings.profit_target_pct,
-        recovery_target_pct=settings.recovery_target_pct,
-        stop_loss_pct=settings.stop_loss_pct,
-        eod_flatten_minutes=settings.eod_flatten_minutes,
-        daily_target_pct=settings.daily_target_pct,
-        daily_loss_limit_pct=settings.daily_loss_limit_pct,
-        limit_aggression_pct=settings.limit_aggression_pct,
-        replace_steps=settings.exit_replace_steps,
-        replace_timeout_s=settings.exit_order_timeout_s,
-    )
+def trader_params(
+    settings: Settings, clock: Clock | None = None, param_set: ParameterSet | None = None
+) -> TraderParams:
+    """Return the day trader's parameters: ``settings`` with today's ``param_set`` in force.
 
-
-def trader_params(settings: Settings) -> TraderParams:
-    """Return the day trader's parameters from the validated settings."""
+    The set decides the target and stop of the positions this process opens, and the
+    allocation (its ``size_pct``); without one the settings do.
+    """
     return TraderParams(
         entry=entry_params(settings),
         gate=gate_params(settings),
-        exit=exit_params(settings),
-        allocation=settings.allocation,
+        exit=exit_params(settings, clock, param_set),
+        allocation=in_force(settings, param_set).allocation,
         max_order_notional=settings.max_order_notional,
         price_collar_pct=settings.price_collar_pct,
         limit_aggression_pct=settings.limit_aggression_pct,
@@ -106,3 +108,12 @@ def trader_params(settings: Settings) -> TraderParams:
         loop_interval_s=settings.loop_interval_s,
         eod_flatten_minutes=settings.eod_flatten_minutes,
     )
+
+
+__all__ = [
+    "TraderParams",
+    "entry_params",
+    "exit_params",
+    "gate_params",
+    "trader_params",
+]

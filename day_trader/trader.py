@@ -14,6 +14,13 @@ arrives, and otherwise every LOOP_INTERVAL_S (real seconds). A symbol gets at mo
 order per closed bar. Before the first pass: connect, resolve the previous run's
 entries at the broker (``recovery``), and only then report ready.
 
+Spans (``telemetry.tracing``): ``order.place`` for every entry; ``signal.evaluate`` for
+a symbol's evaluation when its outcome changed (``evaluations``: a pass repeats the same
+outcome almost always), written after the pass's orders went out.
+
+Parameters: target, stop and allocation are today's accepted parameter set's when there
+is one (``exit_manager.params.in_force``); the ``params_in_force`` event says which.
+
 Waiting and ending: with no validated watchlist for today yet the trader says so once a
 minute and stays up; outside the session and after the EOD cutoff the gate refuses
 entries; after the close, once nothing of its own is pending, ``run`` returns 0 (done for
@@ -34,8 +41,9 @@ import pandas as pd
 from broker.adapter import BrokerAdapter
 from broker.errors import BrokerError, SymbolError
 from day_trader.book import Book, read_book
-from day_trader.decision import EntryPlan, EntrySkip, Funds, SymbolView, decide_entry, opening_gap
+from day_trader.decision import EntryPlan, EntrySkip, Funds, SymbolView, judge_entry, opening_gap
 from day_trader.entries import DONE_PHASES, EntryBook, Trigger
+from day_trader.evaluations import Evaluation, EvaluationSpans
 from day_trader.gate import GateWatch, HeartbeatWatch, gate_state
 from day_trader.journal import Journal
 from day_trader.marketdata import BarClose, BarFeed
@@ -43,6 +51,7 @@ from day_trader.params import TraderParams
 from day_trader.recovery import recover
 from day_trader.reporting import SkipThrottle
 from day_trader.sizing import entry_gate
+from exit_manager.params import InForce, in_force
 from market.calendar import NotATradingDay, Session, session
 from market.clock import ET
 from market.indicators import snapshot
@@ -65,12 +74,21 @@ _MINUTE = timedelta(minutes=1)
 class DayTrader:
     """One day of buying; see the module docstring."""
 
-    def __init__(self, rt: ChildRuntime, adapter: BrokerAdapter, params: TraderParams) -> None:
+    def __init__(
+        self,
+        rt: ChildRuntime,
+        adapter: BrokerAdapter,
+        params: TraderParams,
+        *,
+        parameters: InForce | None = None,
+    ) -> None:
         self.rt = rt
         self.clock = rt.clock
         self.store = rt.store
         self.adapter = adapter
         self.params = params
+        #: Where today's target/stop/allocation come from (``params_in_force`` says it).
+        self.parameters = parameters or in_force(rt.settings, None)
         self.journal = Journal(rt.store, rt.clock, rt.name)
         self.entries = EntryBook(
             rt.store, adapter, rt.clock, params, self.journal, owner="day_trader"
@@ -87,6 +105,7 @@ class DayTrader:
         self._wake = asyncio.Event()
         self._closes: dict[str, BarClose] = {}  # latest bar close per symbol
         self._attempted: dict[str, datetime] = {}  # symbol -> bar of its last order
+        self.evaluations = EvaluationSpans()
         self._gaps: dict[str, float] = {}  # fixed once the session's first bar exists
         self._unavailable: dict[str, float] = {}  # symbol -> monotonic time it failed
         self._waiting_recorded = False  # the waiting_watchlist event is written once
@@ -103,6 +122,8 @@ class DayTrader:
     async def run(self) -> int:
         """Connect, recover, report ready, then pass after pass; return the exit code."""
         self.journal.start()
+        log.info("parameters in force: %s", self.parameters)
+        self.journal.record("params_in_force", None, self.parameters.detail())
         try:
             if not await self._connect():
                 return 0
@@ -116,6 +137,7 @@ class DayTrader:
             )
             return await self._loop()
         finally:
+            await self.entries.write_commissions()  # reports that came after the last pass
             self.feed.close()
             self.entries.close()
             for unsubscribe in self._unsubscribe:
@@ -195,6 +217,7 @@ class DayTrader:
             return False
         plans = self._evaluate(book, now, today)
         await self._enter(plans, day)
+        self.evaluations.flush()  # after the orders: tracing never delays a buy
         return False
 
     # ------------------------------------------------------------------ refresh
@@ -276,6 +299,7 @@ class DayTrader:
     def _decide(
         self, item: WatchlistItem, book: Book, funds: Funds, now: datetime, today: Session
     ) -> tuple[EntryPlan | EntrySkip | None, datetime | None]:
+        started = time.time_ns()
         bars = self.feed.frame(item.symbol)
         if bars is None or bars.empty:
             return None, None
@@ -289,7 +313,11 @@ class DayTrader:
             quote=self.adapter.quote(item.symbol),
             exits_today=book.exits_today(item.symbol),
         )
-        return decide_entry(view, funds, now, self.params), snap.bar_time
+        signal, decision = judge_entry(view, funds, now, self.params)
+        self.evaluations.note(
+            Evaluation(item.symbol, started, time.time_ns(), signal, decision, snap.bar_time, now)
+        )
+        return decision, snap.bar_time
 
     def _gap(self, item: WatchlistItem, bars: pd.DataFrame, today: Session) -> float:
         cached = self._gaps.get(item.symbol)

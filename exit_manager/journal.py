@@ -6,7 +6,8 @@ Event kinds this process writes (detail is JSON): ``exit_decided``, ``order_plac
 ``exit_order_unknown``, ``exit_resent``, ``closed``, ``reduced``, ``reconciled``,
 ``reconcile_done``, ``reconcile_failed``, ``quantity_mismatch``, ``command_done``,
 ``daily_limit``, ``broker_disconnected``, ``broker_reconnected``, ``price_source``,
-``after_close_holding``, ``started``, ``stopped``. The store adds its own transition
+``after_close_holding``, ``started``, ``params_in_force``, ``order_forgotten``,
+``exit_order_not_forgotten``, ``stopped``. The store adds its own transition
 events (``begin_exit``, ``close``, ``adopted``, ``order_status``, ``fill``, ...).
 """
 

@@ -49,14 +49,16 @@ from exit_manager.daily_guard import DailyGuard
 from exit_manager.db_lane import DbLane
 from exit_manager.journal import PROCESS, Journal
 from exit_manager.marks import Mark, MarkSource, best_mark, quote_price
-from exit_manager.params import ManagerConfig, exit_params
+from exit_manager.params import InForce, ManagerConfig, exit_params, in_force, load_param_set
 from exit_manager.reconcile import DriftWatch, ReconcileError, Reconciler
 from exit_manager.rules import ExitParams, evaluate_exit
 from exit_manager.selling import Seller
 from exit_manager.session import TradingDay, trading_day
 from exit_manager.status import status_detail
+from market.clock import now_et
 from shared_state import ExitReason, PositionState, StoreError
 from supervision.child import EXIT_CRASH, EXIT_OK, ChildRuntime
+from telemetry.tracing import setup_tracing
 
 log = logging.getLogger("exit_manager")
 
@@ -77,6 +79,8 @@ class ExitManager:
         adapter: BrokerAdapter,
         params: ExitParams,
         config: ManagerConfig,
+        *,
+        parameters: InForce | None = None,
     ) -> None:
         self.rt = rt
         self.clock = rt.clock
@@ -84,6 +88,8 @@ class ExitManager:
         self.adapter = adapter
         self.params = params
         self.config = config
+        #: Where today's target/stop come from (the event ``params_in_force`` says it).
+        self.parameters = parameters or in_force(rt.settings, None)
         self.max_quote_age_s = rt.settings.quote_max_age_s
         self.lane = DbLane()
         self.fast_lane = DbLane("exit-manager-db-fast")
@@ -134,6 +140,7 @@ class ExitManager:
             await self.subscribe(self.book.symbols())
             await self.lane.call(self.rt.report_ready, self.status())
             self.journal.record("started", client_id=self.adapter.client_id)
+            self.journal.record("params_in_force", **self.parameters.detail())
             return await self.loop()
         finally:
             await self.shutdown()
@@ -150,6 +157,7 @@ class ExitManager:
         self.adapter.order_status.subscribe(self.seller.on_order_view)
         self.adapter.fills.subscribe(self.seller.on_fill)
         self.adapter.commissions.subscribe(self.seller.on_commission)
+        self.adapter.forgotten.subscribe(self.seller.on_forgotten)
         self.adapter.state_changed.subscribe(self.on_connection)
 
     async def connect(self) -> bool:
@@ -444,8 +452,17 @@ def build_adapter(rt: ChildRuntime) -> BrokerAdapter:
 
 
 async def main(rt: ChildRuntime, config: ManagerConfig) -> int:
-    """The child's entry point: build everything from the settings and run."""
-    params = exit_params(rt.settings, rt.clock)
-    log.info("%s starting: %s; %s", PROCESS, params, config)
-    manager = ExitManager(rt, build_adapter(rt), params, config)
-    return await manager.run()
+    """The child's entry point: build everything from the settings (and today's set) and run."""
+    tracing = setup_tracing(rt.name, rt.settings, clock=rt.clock)
+    try:
+        param_set = await asyncio.to_thread(
+            load_param_set, rt.settings.db_path, now_et(rt.clock).date()
+        )
+        parameters = in_force(rt.settings, param_set)
+        params = exit_params(rt.settings, rt.clock, param_set)
+        log.info("%s starting: %s; %s", PROCESS, params, config)
+        log.info("parameters in force for new positions: %s", parameters)
+        manager = ExitManager(rt, build_adapter(rt), params, config, parameters=parameters)
+        return await manager.run()
+    finally:
+        await asyncio.to_thread(tracing.shutdown)

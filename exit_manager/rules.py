@@ -15,9 +15,13 @@ to ``-daily_loss_limit_pct`` gives ``loss_limit``. Both mean: liquidate everythi
 and halt entries for the rest of the day.
 
 Selling: a sell limit at the bid minus ``limit_aggression_pct``, rounded down to the
-tick. An order not filled within ``replace_timeout_s`` (real seconds) is cancelled and
-replaced ``replace_step_pct`` more aggressively, at most ``replace_steps`` times; the
-last replacement then stays working and the caller alerts.
+tick. An order not filled within ``replace_timeout_s`` is cancelled and replaced
+``replace_step_pct`` more aggressively, at most ``replace_steps`` times; the last
+replacement then stays working and the caller alerts. ``replace_timeout_s`` is real
+seconds, the unit the caller measures an order's age in (``time.monotonic``):
+``exit_manager.params`` makes it from EXIT_ORDER_TIMEOUT_S, which is *market* seconds
+(how long the market gets to fill the order), at the clock's speed and never below a
+real-time floor.
 
 Exit reasons are a contract with the database (``closed_positions.exit_reason``).
 """
@@ -59,6 +63,8 @@ class ExitParams:
     limit_aggression_pct: float = 0.5
     replace_steps: int = 3
     replace_step_pct: float = 0.5
+    #: Real seconds an exit order works before it is replaced (EXIT_ORDER_TIMEOUT_S market
+    #: seconds made real by ``exit_manager.params.fill_timeout_real_s``).
     replace_timeout_s: float = 10.0
 
 
@@ -201,5 +207,8 @@ def exit_limit(bid: float, step: int, params: ExitParams, tick: float | None = N
 
 
 def should_replace(order_age_s: float, step: int, params: ExitParams) -> bool:
-    """Return True when a sell working for ``order_age_s`` real seconds is due a replacement."""
+    """Return True when a sell working for ``order_age_s`` real seconds is due a replacement.
+
+    ``params.replace_timeout_s`` is real seconds too (see the module docstring).
+    """
     return order_age_s >= params.replace_timeout_s and step < params.replace_steps

@@ -30,8 +30,8 @@ from typing import Any
 from broker.adapter import BrokerAdapter
 from broker.errors import BrokerError, NotConnectedError, SymbolError
 from broker.models import ExecutionView, OrderView
+from broker.orders import ForgottenOrder
 from exit_manager import failpoints, ledger
-from exit_manager.adapter_gaps import forget_lost_order
 from exit_manager.book import Book
 from exit_manager.db_lane import DbLane
 from exit_manager.evidence import order_changes
@@ -63,6 +63,7 @@ from shared_state import (
     PositionState,
     Store,
 )
+from telemetry.tracing import set_attributes, span
 
 log = logging.getLogger("exit_manager.selling")
 
@@ -145,24 +146,26 @@ class Seller:
             return
         quantity, limit, mark = planned
         ref = new_order_ref(symbol, row.id, 0)
-        # The fast lane: this transaction never queues behind settlements and events.
-        ticket = await self.fast_lane.call(
-            self.store.begin_exit, symbol, now=self.clock.now(), order_ref=ref,
-            quantity=quantity, limit_price=limit, reason=reason,
-        )  # fmt: skip
-        if ticket is None:  # not OPEN any more in the database: someone else moved it
-            return
-        self.book.put(ticket.position)
-        failpoints.hit(failpoints.AFTER_BEGIN_EXIT)
-        order = ExitOrder(symbol, row.id, ref, reason, quantity, limit, 0, self._epoch())
-        order.decided_at, order.intent_ms = decided, (time.monotonic() - decided) * 1000.0
-        self._track(order)
-        self.journal.record(  # only queued: the database lane writes it while the order goes
-            "exit_decided", symbol, reason=reason, price=price, why=why,
-            target=row.target_price, stop=row.stop_price, entry=row.entry_price,
-            quantity=quantity, order_ref=ref, mark_source=mark.source if mark else None,
-        )  # fmt: skip
-        await self._send(order, mark.price if mark else price)
+        shown = price if math.isfinite(price) else None  # an EOD exit may have no price
+        with span(f"exit.{reason}", symbol=symbol, order_ref=ref, price=shown, why=why):
+            # The fast lane: this transaction never queues behind settlements and events.
+            ticket = await self.fast_lane.call(
+                self.store.begin_exit, symbol, now=self.clock.now(), order_ref=ref,
+                quantity=quantity, limit_price=limit, reason=reason,
+            )  # fmt: skip
+            if ticket is None:  # not OPEN any more in the database: someone else moved it
+                return
+            self.book.put(ticket.position)
+            failpoints.hit(failpoints.AFTER_BEGIN_EXIT)
+            order = ExitOrder(symbol, row.id, ref, reason, quantity, limit, 0, self._epoch())
+            order.decided_at, order.intent_ms = decided, (time.monotonic() - decided) * 1000.0
+            self._track(order)
+            self.journal.record(  # only queued: the database lane writes it while the order goes
+                "exit_decided", symbol, reason=reason, price=price, why=why,
+                target=row.target_price, stop=row.stop_price, entry=row.entry_price,
+                quantity=quantity, order_ref=ref, mark_source=mark.source if mark else None,
+            )  # fmt: skip
+            await self._send(order, mark.price if mark else price)
 
     def _first_order(
         self, row: ActivePosition, reason: ExitReason, price: float
@@ -182,7 +185,7 @@ class Seller:
             self.journal.record("no_price", row.symbol, level=logging.WARNING, reason=reason)
             self._cool(row.symbol, self.config.refusal_cooldown_s)
             return None
-        return self._capped(quantity, limit), limit, mark
+        return quantity, limit, mark
 
     def _sellable(self, row: ActivePosition) -> int:
         """Return min(database quantity, broker position): never sell more than is held."""
@@ -195,15 +198,6 @@ class Seller:
                 "quantity_mismatch", row.symbol, database=row.quantity, broker=broker
             )
         return max(0, min(row.quantity, broker))
-
-    def _capped(self, quantity: int, limit: float) -> int:
-        """Return at most the shares one order may sell under MAX_ORDER_NOTIONAL.
-
-        A larger position is sold by several orders in turn (each settles and the next
-        sells what is left), instead of never, which is what a refused order would mean.
-        """
-        cap = self.adapter.config.max_order_notional
-        return max(1, min(quantity, int(cap // limit))) if limit > 0 else quantity
 
     def _limit(self, mark: Mark | None, fallback: float, step: int) -> float | None:
         """Return the sell limit of ``step`` from the mark's bid (None: no price known)."""
@@ -218,7 +212,16 @@ class Seller:
     # ------------------------------------------------------------------ sending
 
     async def _send(self, order: ExitOrder, reference: float) -> None:
-        """Send ``order`` (its intent is committed); classify what happened."""
+        """Send ``order`` (its intent is committed), as span ``order.place``."""
+        attributes = {"quantity": order.quantity, "limit": order.limit, "step": order.step}
+        with span(
+            "order.place", symbol=order.symbol, side="SELL", order_ref=order.order_ref,
+            **attributes,
+        ) as placing:  # fmt: skip
+            set_attributes(placing, outcome=await self._place(order, reference))
+
+    async def _place(self, order: ExitOrder, reference: float) -> str:
+        """Send ``order``; classify what happened and return it in a word."""
         try:
             view = await self.adapter.place_limit(
                 order.symbol,
@@ -234,17 +237,17 @@ class Seller:
             self.journal.record(
                 "exit_unsent", order.symbol, order_ref=order.order_ref, why=str(exc)
             )
-            return
+            return "not_sent"
         except BrokerError as exc:  # a pre-trade rule refused it: it was not sent
             await self._refused(order, exc)
-            return
+            return "refused"
         except Exception as exc:  # noqa: BLE001 - it may have gone out: only the broker knows
             log.exception("placing %s failed", order.order_ref)
             self._advance(order, Trigger.NO_ACK)
             self.journal.record(
                 "exit_order_unknown", order.symbol, level=logging.ERROR, error=str(exc)
             )
-            return
+            return "unknown"
         order.sent_at = time.monotonic()
         order.epoch = self._epoch()
         self._advance(order, Trigger.SENT)
@@ -264,6 +267,7 @@ class Seller:
             decision_to_send_ms=reaction,
             intent_ms=order.intent_ms,
         )
+        return "sent"
 
     async def _refused(self, order: ExitOrder, exc: BrokerError) -> None:
         """The adapter refused the sell before sending it: back to OPEN, retry after a pause."""
@@ -328,7 +332,23 @@ class Seller:
             ):
                 order.lost = True
                 self._advance(order, Trigger.LOST)
-                forget_lost_order(self.adapter, order.order_ref, "absent after a reconnect")
+                self._forget_lost(order)
+
+    def _forget_lost(self, order: ExitOrder) -> None:
+        """Let the adapter stop counting a lost sell (else its sell guard blocks the resend)."""
+        if not self.adapter.forget_order(order.order_ref, "absent after a reconnect"):
+            self.journal.record(
+                "exit_order_not_forgotten", order.symbol, level=logging.WARNING,
+                order_ref=order.order_ref,
+                why="the adapter does not hold it proven absent; it counts as working",
+            )  # fmt: skip
+
+    def on_forgotten(self, event: ForgottenOrder) -> None:
+        """Record that the adapter stopped counting one of our orders, and why."""
+        self.journal.record(
+            "order_forgotten", event.symbol, level=logging.WARNING, order_ref=event.order_ref,
+            quantity=event.quantity, reason=event.reason, proof=event.proof,
+        )  # fmt: skip
 
     def _write_order(self, view: OrderView) -> None:
         current = self.store.order(view.order_ref)
@@ -698,7 +718,6 @@ class Seller:
         mark = self.marks(row.symbol)
         limit = self._limit(mark, old.limit, decision.step) or old.limit
         quantity = max(0, min(row.quantity, self._broker_left(row.symbol)))
-        quantity = self._capped(quantity, limit)
         ref = new_order_ref(row.symbol, row.id, decision.step)
         now = self.clock.now()
         if in_place:

@@ -277,6 +277,23 @@ def test_rejected_order_stays_rejected_when_completed_orders_say_cancelled() -> 
     assert book.update(_view(status=OrderStatus.CANCELLED)).status == OrderStatus.REJECTED
 
 
+def test_forgotten_order_ends_cancelled_with_its_reason_and_stops_counting_as_pending() -> None:
+    book, seen = _book()
+    book.update(_view(action="SELL", status=OrderStatus.SUBMITTED, perm_id=900))
+    assert book.pending("AAPL", "SELL") == 100
+
+    forgotten = book.forget("r-1", "absent after a reconnect")
+
+    assert forgotten is not None and forgotten.status == OrderStatus.CANCELLED
+    assert forgotten.error == "absent after a reconnect" and forgotten.source == "local"
+    assert book.pending("AAPL", "SELL") == 0
+    assert seen[-1] == forgotten
+    assert book.forget("r-1", "twice") is None and book.forget("r-9", "unknown") is None
+    # Should the broker report it after all, its fills still count; it stays final.
+    late = book.update(_view(action="SELL", status=OrderStatus.SUBMITTED, filled=30))
+    assert late.status == OrderStatus.CANCELLED and late.filled == 30
+
+
 def test_reconcile_adopts_a_fill_that_happened_while_disconnected() -> None:
     book, _ = _book()
     book.update(_view(status=OrderStatus.SUBMITTED, perm_id=900))

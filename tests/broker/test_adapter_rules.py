@@ -25,6 +25,7 @@ from broker.guards import (
     check_quantity,
     check_role,
     check_sell_covered,
+    is_covered_sell,
     round_limit,
     tick_for,
 )
@@ -182,6 +183,13 @@ def test_notional_above_the_cap_is_refused_naming_the_rule() -> None:
     check_notional(100, 250.0, 25_000.0)
     with pytest.raises(OrderRefusedError, match="notional_cap"):
         check_notional(101, 250.0, 25_000.0)
+
+
+def test_only_the_exit_managers_sells_are_covered_and_exempt_from_the_notional_cap() -> None:
+    assert is_covered_sell(Role.EXIT_MANAGER, "SELL")
+    assert not is_covered_sell(Role.EXIT_MANAGER, "BUY")
+    assert not is_covered_sell(Role.DAY_TRADER, "BUY")
+    assert not is_covered_sell(Role.TOOL, "SELL")  # not checked against the position
 
 
 def test_limit_outside_the_collar_is_refused_and_inside_passes() -> None:

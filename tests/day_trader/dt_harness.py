@@ -239,6 +239,7 @@ def trader_env(
             "BROKER": "sim",
             "SIM_PORT": str(sim_port),
             "LOG_DIR": str(log_dir),
+            "SPANS_DB_PATH": str(db.with_name("spans.db")),  # never the repository's
             "LOOP_INTERVAL_S": "0.25",
             "HEARTBEAT_INTERVAL_S": "0.5",
             "HEARTBEAT_TIMEOUT_S": "30",

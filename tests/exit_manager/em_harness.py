@@ -6,7 +6,8 @@ import it. Everything here drives the product the way production does:
 - ``Simulator``: ``python -m broker.simulator`` on free loopback ports, its clock handed
   in ``TRADING_CLOCK`` (a ``VirtualClock.spec()``), the same string the exit manager gets;
 - ``ExitManagerProcess``: ``python -m exit_manager`` with its settings in the environment
-  (``DB_PATH``, ``SIM_PORT``, ``TRADING_CLOCK``, ``LOG_DIR``, short timeouts);
+  (``DB_PATH``, ``SIM_PORT``, ``TRADING_CLOCK``, ``LOG_DIR``, ``SPANS_DB_PATH`` in the
+  test's folder, short timeouts);
 - ``Trader``: another IBKR client (``ib_async``, its own client id) that buys the way the
   day trader will: claim the symbol in the database, buy, mark the row filled; or buys
   without a row, for a position the exit manager must adopt;
@@ -201,6 +202,7 @@ def launch_exit_manager(
         "SIM_PORT": str(sim.port),
         "TRADING_CLOCK": sim.clock,
         "LOG_DIR": str(tmp / "logs"),
+        "SPANS_DB_PATH": str(tmp / "spans.db"),  # never the repository's data/spans.db
         **(env or {}),
     }
     log = tmp / f"exit_manager-{time.monotonic_ns()}.log"
