@@ -4,6 +4,15 @@
     uv run supervisor.py --date 2025-11-26 --speed 500
     uv run supervisor.py --check              # validate the settings, print them, exit
 
+Simulated days (BROKER=sim) keep their databases in data/sim/<date>/ (the bot's
+trading_state.db and the simulator's account simulator.db) unless DB_PATH is set in the
+environment or the settings file: a simulated day never touches the live database.
+Simulating a date that already completed (its post-close phase is DONE) starts it fresh:
+the old folder is moved aside to data/sim/<date>.<n> and the console says so; --resume
+keeps it instead. At high speeds the virtual clock is held at its start for a warm-up
+(--warm-up, default 8 s when that saves more than a market minute) while the simulator,
+exit manager and day trader start, so a fast day does not lose its first market hours.
+
 Exit codes: 0 the day ran (or a holiday: nothing to do, or stopped with Ctrl+C);
 2 bad settings or arguments; 3 a component is not built yet; 4 another supervisor is
 already running for the same database.
@@ -59,6 +68,16 @@ def _clock_time(text: str) -> time:
         raise argparse.ArgumentTypeError(f"{text!r} is not a time as HH:MM") from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 600.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 600")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="validate settings, print them, exit")
@@ -69,6 +88,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--start-at",
         type=_clock_time,
         help="sim: start the virtual day at this ET time instead of 06:50 (a late start)",
+    )
+    parser.add_argument(
+        "--warm-up",
+        type=_seconds,
+        metavar="SECONDS",
+        help="sim: hold the virtual clock at its start this many real seconds while the "
+        "processes start (default: 8 when speed x 8 s is over a market minute, else 0)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="sim: keep the date's folder data/sim/<date> even when that day already "
+        "completed (default: move it aside to data/sim/<date>.<n> and start fresh)",
     )
     parser.add_argument("--children-table", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -82,7 +114,7 @@ def _load(args: argparse.Namespace) -> Settings:
     if args.speed is not None:
         environ["SIM_SPEED"] = args.speed
     settings = load_settings(environ=environ, env_file=args.env_file)
-    sim_only = [f for f in ("date", "speed", "start_at") if getattr(args, f) is not None]
+    sim_only = [f for f in ("date", "speed", "start_at", "warm_up") if getattr(args, f) is not None]
     if settings.broker != "sim" and sim_only:
         flags = ", ".join("--" + f.replace("_", "-") for f in sim_only)
         raise SettingsError(
@@ -108,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run one trading day under the supervisor; return the exit code."""
     # Imported here so that --check stays fast and works even if these cannot load.
-    from supervision import children, lock, schedule
+    from supervision import children, lock, schedule, sim_folder
 
     try:
         table = children.load_table(args.children_table) if args.children_table else children.TABLE
@@ -122,10 +154,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  - {line}", file=sys.stderr)
         return EXIT_NOT_BUILT
     try:
-        plan = schedule.plan_day(settings, datetime.now(UTC), args.start_at)
+        plan = schedule.plan_day(settings, datetime.now(UTC), args.start_at, args.warm_up)
     except schedule.NoSession as exc:
         print(str(exc))
         return EXIT_OK
+    if sim_folder.uses_day_folders(settings, os.environ, args.env_file):
+        settings = sim_folder.in_day_folder(settings, plan.trading_date)
+        _fresh_start(settings, plan, args.resume)
     try:
         held, stale = lock.acquire(lock.lock_path_for(settings.db_path))
     except lock.LockHeld as exc:
@@ -138,6 +173,22 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 "that supervisor is no longer running."
             )
         return _supervise(settings, table, plan)
+
+
+def _fresh_start(settings: Settings, plan: DayPlan, resume: bool) -> None:
+    """Move a completed simulated day's folder aside (unless ``resume``); say which is used."""
+    from supervision import sim_folder
+
+    folder = settings.db_path.parent
+    moved = None if resume else sim_folder.fresh_start(settings.db_path, plan.trading_date)
+    if moved is not None:
+        print(
+            f"Simulated day {plan.trading_date} already completed in {folder}: moved it "
+            f"aside to {moved} and starting the day fresh (--resume keeps a completed day)."
+        )
+    else:
+        kept = " (--resume)" if resume else ""
+        print(f"Simulated day {plan.trading_date}: databases in {folder}{kept}.")
 
 
 def _supervise(settings: Settings, table: ChildTable, plan: DayPlan) -> int:

@@ -9,6 +9,10 @@ a refusal) is tried again every pass until the row is gone.
 
 ``resume_entries`` does not lift a halt the daily loss limit imposed: that halt is for the
 rest of the day (design 9: the kill switch), and the command fails saying so.
+
+While the market is closed only halt/resume are taken: a liquidation stays PENDING until
+the open (``scripts/liquidate_*.py --queue-for-open`` relies on it), since nothing can be
+sold before then.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ log = logging.getLogger("exit_manager.commands")
 
 #: Halt reasons a manual resume may not lift.
 LOCKED_HALTS = frozenset({"loss_limit", "daily_target"})
+
+#: The commands taken while the market is closed (liquidations wait for the open).
+CLOSED_MARKET_KINDS = (CommandKind.HALT_ENTRIES, CommandKind.RESUME_ENTRIES)
+
+
+def opened_today(rows: list[ActivePosition], today: date) -> list[ActivePosition]:
+    """Return the rows ``liquidate_today`` sells: opened by the system today, not adopted."""
+    return [r for r in rows if r.trading_date == today and r.source != ADOPTED]
 
 
 @dataclass(frozen=True)
@@ -69,9 +81,12 @@ class Commands:
         return await self.lane.call(self.store.release_commands, PROCESS, self.clock.now())
 
     async def take_all(self, today: date, market_open: bool) -> None:
-        """Carry out every queued command, oldest first."""
+        """Carry out every queued command, oldest first (liquidations only while open)."""
+        kinds = None if market_open else CLOSED_MARKET_KINDS
         while True:
-            command = await self.lane.call(self.store.take_next_command, PROCESS, self.clock.now())
+            command = await self.lane.call(
+                self.store.take_next_command, PROCESS, self.clock.now(), kinds=kinds
+            )
             if command is None:
                 return
             try:
@@ -100,8 +115,7 @@ class Commands:
             await self.drift.adopt_all_now()
             return self._liquidate(self.book.rows(), "all")
         if kind is CommandKind.LIQUIDATE_TODAY:
-            rows = [r for r in self.book.rows() if r.trading_date == today and r.source != ADOPTED]
-            return self._liquidate(rows, "today's")
+            return self._liquidate(opened_today(self.book.rows(), today), "today's")
         symbol = command.symbol or ""
         row = self.book.row(symbol)
         if row is None:

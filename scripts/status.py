@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -55,6 +56,7 @@ if str(ROOT) not in sys.path:
 from config.settings import SettingsError, load_settings  # noqa: E402
 from shared_state import Store, StoreError  # noqa: E402
 from supervision.lock import holder, lock_path_for  # noqa: E402
+from supervision.sim_folder import current_db_path  # noqa: E402
 from supervision.status import SupervisorRow, build_snapshot, render, to_json  # noqa: E402
 
 EXIT_OK = 0
@@ -66,7 +68,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON (schema: docs/status.md)")
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
-    parser.add_argument("--db", type=Path, help="database file (default: DB_PATH)")
+    parser.add_argument(
+        "--db", type=Path, help="database file (default: DB_PATH; sim: data/sim/<date>/)"
+    )
     parser.add_argument("--date", type=date.fromisoformat, help="trading date (YYYY-MM-DD)")
     parser.add_argument("--no-probe", action="store_true", help="do not test the broker's API port")
     return parser.parse_args(argv)
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
         return EXIT_NO_DATA
-    db = args.db or settings.db_path
+    # BROKER=sim without DB_PATH: the current (or last) simulated day's data/sim/<date>/.
+    db = args.db or current_db_path(settings, os.environ, args.env_file)
     if not db.exists():
         print(f"No database at {db}: the system has not run yet.", file=sys.stderr)
         return EXIT_NO_DATA

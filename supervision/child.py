@@ -61,8 +61,9 @@ from typing import Any
 from config.settings import Settings, SettingsError, load_settings
 from market.clock import Clock, clock_from_env
 from shared_state import Store, StoreError
-from supervision.environment import CHILD_NAME_ENV, PARENT_ENV
+from supervision.environment import CHILD_NAME_ENV
 from supervision.identity import ProcessIdentity
+from supervision.parent import parent_from_env, wait_parent_gone
 from telemetry.logs import configure_logging
 
 EXIT_OK = 0
@@ -109,13 +110,15 @@ class ChildRuntime:
         """Run ``main(self)`` with the heartbeat task and signal handlers; return its code."""
         self._loop = asyncio.get_running_loop()
         restore = self._install_signal_handlers()
-        housekeeping = asyncio.create_task(self._housekeeping(), name=f"{self.name}-heartbeat")
+        tasks = [asyncio.create_task(self._housekeeping(), name=f"{self.name}-heartbeat")]
+        if self.parent is not None:
+            tasks.append(asyncio.create_task(self._watch_parent(self.parent), name="parent"))
         try:
             return int(await main(self))
         finally:
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             restore()
 
     @property
@@ -177,17 +180,19 @@ class ChildRuntime:
         self.store.heartbeat(self.name, self.clock.now(), pid=os.getpid())
 
     async def _housekeeping(self) -> None:
-        """Heartbeat every interval (real seconds) and stop when the supervisor is gone."""
-        interval = self.settings.heartbeat_interval_s
+        """Heartbeat every interval (real seconds)."""
+        if self.one_shot:
+            return
         while True:
-            if not self.one_shot:
-                try:
-                    await asyncio.to_thread(self._beat)
-                except StoreError as exc:
-                    self.log.warning("heartbeat not written: %s", exc)
-            if self.parent is not None and not self.parent.is_alive():
-                self.request_stop(f"supervisor (pid {self.parent.pid}) is gone")
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self._beat)
+            except StoreError as exc:
+                self.log.warning("heartbeat not written: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    async def _watch_parent(self, parent: ProcessIdentity) -> None:
+        """Stop when the supervisor is gone (no orphan outlives a crashed run)."""
+        self.request_stop(await wait_parent_gone(parent, self.settings.heartbeat_interval_s))
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         """Route the stop signals to ``request_stop``; return a function that undoes it."""
@@ -221,7 +226,7 @@ def run_child(name: str, main: Main, *, one_shot: bool = False) -> int:
         return EXIT_BAD_SETTINGS
     clock = clock_from_env()
     log = configure_logging(name, settings.log_dir, settings.log_level, clock)
-    parent = ProcessIdentity.parse(os.environ.get(PARENT_ENV, ""))
+    parent = parent_from_env()
     store = Store(settings.db_path, process=name)
     runtime = ChildRuntime(name, settings, clock, store, one_shot=one_shot, parent=parent)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -189,6 +190,8 @@ def _load_module(where: str) -> ModuleType:
     if spec is None or spec.loader is None or not path.is_file():
         raise ValueError(f"{where}: no such file")
     module = importlib.util.module_from_spec(spec)
+    # Registered first, as an import would: dataclasses in the file look their module up.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -203,6 +206,7 @@ def _simulator_args(ctx: LaunchContext) -> tuple[str, ...]:
         "--db", str((s.db_path.parent / "simulator.db").resolve()),
         "--seed", str(s.sim_seed),
         "--gap-share", str(s.sim_gap_share),
+        "--starting-cash", repr(s.sim_starting_cash),
         "--log-level", s.log_level.upper(),
     ]  # fmt: skip
     if s.sim_data_dir is not None:

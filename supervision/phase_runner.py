@@ -4,10 +4,11 @@ A phase with a job in the table runs as a one-shot child (``python -m phases <na
 --date D``). The job records its own outcome in ``phase_runs`` (``start_phase`` /
 ``finish_phase``, with its summary); the supervisor records one only when the job could
 not: exit 0 without a DONE row is recorded DONE, a non-zero exit without a FAILED row
-(a crash) and a job killed at its deadline are recorded FAILED. A failure raises an
-alert and the day moves on to the next phase. A phase without a job (open, eod_cutoff,
-close) is recorded DONE when its time comes. A phase already DONE for the date is not
-run again, so a restarted supervisor runs only what is missing.
+(a crash) and a job killed at its deadline are recorded FAILED. Whatever detail the job
+wrote stays; the supervisor's note (exit code, time taken, why) is appended to it. A
+failure raises an alert and the day moves on to the next phase. A phase without a job
+(open, eod_cutoff, close) is recorded DONE when its time comes. A phase already DONE for
+the date is not run again, so a restarted supervisor runs only what is missing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from market.calendar import Phase
-from shared_state import PhaseStatus, Store
+from shared_state import PhaseRun, PhaseStatus, Store
 from supervision.children import ChildTable, LaunchContext, PhaseJob, command
 from supervision.process import ChildProcess, Launcher
 from supervision.schedule import DayPlan, next_phase, skip_reason
@@ -100,8 +101,18 @@ class PhaseRunner:
 
     def _recorded(self, phase: Phase) -> PhaseStatus | None:
         """Return the status ``phase_runs`` holds for the phase today (None: no row)."""
+        run = self._run(phase)
+        return None if run is None else run.status
+
+    def _run(self, phase: Phase) -> PhaseRun | None:
         runs = self.store.phase_runs(self.plan.trading_date)
-        return next((r.status for r in runs if r.phase == phase.value), None)
+        return next((r for r in runs if r.phase == phase.value), None)
+
+    def _detail(self, phase: Phase, note: str) -> str:
+        """Return the job's own detail, if it wrote one, with the supervisor's ``note``."""
+        run = self._run(phase)
+        own = run.detail if run is not None else None
+        return f"{own} ({note})" if own and note not in own else note
 
     def _deadline(self, job: PhaseJob) -> float:
         if job.deadline_s is not None:
@@ -158,7 +169,8 @@ class PhaseRunner:
         log.info("phase %s: %s, recorded by the job (%s)", phase.value, status.value, detail)
         return phase
 
-    def _finish(self, phase: Phase, status: PhaseStatus, detail: str) -> Phase:
+    def _finish(self, phase: Phase, status: PhaseStatus, note: str) -> Phase:
+        detail = self._detail(phase, note)
         self.store.finish_phase(
             self.plan.trading_date, phase.value, status, now=self.plan.clock.now(), detail=detail
         )
@@ -185,6 +197,6 @@ class PhaseRunner:
             run.phase.value,
             PhaseStatus.FAILED,
             now=self.plan.clock.now(),
-            detail="interrupted: the supervisor stopped",
+            detail=self._detail(run.phase, "interrupted: the supervisor stopped"),
         )
         log.info("phase %s: interrupted by the stop", run.phase.value)

@@ -2,7 +2,11 @@
 
 - ``BROKER=sim``: the simulated date is ``SIM_DATE`` (``--date``) or the latest
   completed session; a virtual clock starts at 06:50 ET of that date (``DAY_START``,
-  five minutes before the first phase) and runs ``SIM_SPEED`` times real time.
+  five minutes before the first phase) and runs ``SIM_SPEED`` times real time. At high
+  speeds the clock is first *held* at its start for a warm-up (``warmup_seconds``): the
+  simulator, the exit manager and the day trader start while no market time passes, so
+  a fast day does not lose its first market hours to process start-up. The hold is part
+  of the clock spec every child receives (``VirtualClock.anchor``), so all agree on it.
 - ``BROKER=ibkr``: the wall clock and today's ET date; started before 06:50 ET (a
   Task Scheduler trigger that fires early because the PC is not on Eastern time, or
   across a DST change) the supervisor waits for 06:50 ET with a countdown; then it waits
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import math
 import socket
+import time as time_module
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -41,6 +46,12 @@ DAY_START = time(6, 50)
 
 #: An IBKR gateway not reachable by this ET time raises an alert.
 GATEWAY_ALERT_AT = time(9, 0)
+
+#: Real seconds the children need to be RUNNING (simulator, exit manager, day trader,
+#: measured at 5-6 s on a loaded 2-core machine), with a margin: the default warm-up.
+DEFAULT_WARMUP_S = 8.0
+#: Below this much market time lost to the start-up (speed x warm-up), no hold is needed.
+WARMUP_WORTH_MARKET_S = 60.0
 
 #: Phases that prepare the day; pointless once the session has closed.
 PREMARKET_PHASES: frozenset[Phase] = frozenset(
@@ -75,6 +86,14 @@ class DayPlan:
         return self.session.is_early_close
 
     @property
+    def warmup_left(self) -> float:
+        """Return the real seconds the virtual clock still holds at its start (0: running)."""
+        if not isinstance(self.clock, VirtualClock):
+            return 0.0
+        # The anchor is a wall-clock epoch (shared by every process), so it is read so too.
+        return max(0.0, self.clock.anchor - time_module.time())
+
+    @property
     def gateway_alert_at(self) -> datetime:
         return datetime.combine(self.trading_date, GATEWAY_ALERT_AT, tzinfo=ET)
 
@@ -87,6 +106,8 @@ class DayPlan:
             begins = getattr(self.clock, "start", self.day_start)
             start = begins.astimezone(ET).strftime("%H:%M")
             how = f"simulated on the built-in simulator from {start} ET at {speed:g}x"
+            if (held := self.warmup_left) >= 0.5:
+                how += f" (clock held at {start} for {held:.0f} s while the processes start)"
         else:
             how = "live on the wall clock (BROKER=ibkr)"
         return f"Trading day {self.trading_date.isoformat()}: {how}; close {close} ET{early}"
@@ -99,11 +120,29 @@ def sim_date(settings: Settings, now: datetime) -> date:
     return latest_completed_session(now)
 
 
-def plan_day(settings: Settings, now: datetime, start_at: time | None = None) -> DayPlan:
+def warmup_seconds(speed: float, asked: float | None = None) -> float:
+    """Return how long (real seconds) to hold a virtual clock at its start.
+
+    ``asked`` (``--warm-up``) wins. By default the clock is held ``DEFAULT_WARMUP_S``
+    when the start-up would otherwise cost more than a market minute; at low speeds a
+    hold would only delay the day.
+    """
+    if asked is not None:
+        return max(0.0, asked)
+    return DEFAULT_WARMUP_S if speed * DEFAULT_WARMUP_S > WARMUP_WORTH_MARKET_S else 0.0
+
+
+def plan_day(
+    settings: Settings,
+    now: datetime,
+    start_at: time | None = None,
+    warmup_s: float | None = None,
+) -> DayPlan:
     """Return the plan of the day; raise ``NoSession`` on a weekend or holiday.
 
     ``now`` is the real (wall-clock) instant; ``start_at`` (sim only) starts the virtual
-    clock at another ET time than 06:50, to rehearse a late start.
+    clock at another ET time than 06:50, to rehearse a late start; ``warmup_s`` (sim
+    only) holds it there that many real seconds after ``now`` (None: ``warmup_seconds``).
     """
     clock: Clock
     if settings.broker == "sim":
@@ -111,7 +150,8 @@ def plan_day(settings: Settings, now: datetime, start_at: time | None = None) ->
         if not is_trading_day(day):
             raise NoSession(day)
         start = datetime.combine(day, start_at or DAY_START, tzinfo=ET)
-        clock = VirtualClock(start=start, speed=settings.sim_speed)
+        hold = warmup_seconds(settings.sim_speed, warmup_s)
+        clock = VirtualClock(start=start, speed=settings.sim_speed, anchor=now.timestamp() + hold)
     else:
         clock = LiveClock()
         day = now.astimezone(ET).date()

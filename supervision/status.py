@@ -222,6 +222,28 @@ def build_snapshot(
     )
 
 
+def process_rows(
+    store: Store, settings: Settings, clock: Clock | None = None
+) -> tuple[ProcessRow, ...]:
+    """Return every process as the status shows it (state, heartbeat age, staleness).
+
+    Heartbeat ages are read on ``clock``, by default the one the supervisor published.
+    """
+    rows = store.processes()
+    clock = clock or published_clock(rows)
+    return tuple(_process_row(p, clock, settings, LiveView()) for p in rows)
+
+
+def published_clock(rows: Sequence[ProcessInfo]) -> Clock:
+    """Return the trading clock the supervisor published in its row (else the wall clock)."""
+    return _clock(_supervisor_detail(rows))
+
+
+def published_marks(rows: Iterable[ProcessInfo]) -> dict[str, float]:
+    """Return the last prices the children published (the exit manager's ``marks``)."""
+    return _marks(rows)
+
+
 def _supervisor_detail(rows: Sequence[ProcessInfo]) -> dict[str, Any]:
     row = next((p for p in rows if p.name == SUPERVISOR_ROW), None)
     return dict(row.detail) if row is not None else {}

@@ -187,7 +187,9 @@ class Supervisor:
                 f"Trading day {self.plan.trading_date} is already complete in "
                 f"{self.settings.db_path} (its post-close phase is DONE): nothing to do."
                 + (
-                    " To simulate it again use another DB_PATH, or pick a day with --date."
+                    " To simulate it again from scratch, run without --resume (with DB_PATH "
+                    "unset, the date's folder data/sim/<date> is then moved aside), use "
+                    "another DB_PATH, or pick a day with --date."
                     if self.plan.mode == "sim"
                     else ""
                 )
@@ -336,12 +338,17 @@ class Supervisor:
             return
         rows = {p.name: p for p in self.store.processes()}
         timeout = self.settings.heartbeat_timeout_s
+        # While the warm-up holds the virtual clock, every heartbeat carries the same
+        # stamp: an unchanged value then says nothing about the child.
+        held = self.plan.warmup_left > 0
         for slot in watched:
             row = rows.get(slot.name)
+            value = row.last_heartbeat if row else None
+            if held:
+                slot.heartbeat = policy.HeartbeatSeen(value, now)
+                continue
             seen = slot.heartbeat or policy.HeartbeatSeen(None, now)
-            slot.heartbeat = policy.observe_heartbeat(
-                seen, row.last_heartbeat if row else None, now
-            )
+            slot.heartbeat = policy.observe_heartbeat(seen, value, now)
             if policy.heartbeat_stale(slot.heartbeat, now, timeout):
                 silent = now - slot.heartbeat.changed_at
                 self._kill_hung(slot, f"hung: no heartbeat for {silent:.1f} s")

@@ -6,6 +6,10 @@ or to a free port as well when P is 0). SIGTERM/SIGINT close every socket and ex
 
 Clock: ``--start`` gives a virtual clock (``--speed`` times real time); otherwise the
 ``TRADING_CLOCK`` environment variable (see ``market.clock``); otherwise the wall clock.
+
+``--starting-cash`` is the cash of a *new* account file (an existing one keeps its own).
+Started by the supervisor (``SUPERVISOR_PARENT`` set), the simulator exits 0 by itself
+once that supervisor is gone, like every other child (``supervision.parent``).
 """
 
 from __future__ import annotations
@@ -108,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--account-id", type=_paper_account, default=ExchangeConfig.account_id, help="DU..."
     )
     p.add_argument(
+        "--starting-cash",
+        type=_positive,
+        default=ExchangeConfig.starting_cash,
+        help="cash of a new account file, USD (an existing file keeps its balance)",
+    )
+    p.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper
     )
     return p
@@ -140,7 +150,7 @@ def build(
     from broker.simulator.scanner import most_active, top_gainers
     from broker.simulator.server import ServerConfig, SimServer
 
-    config = ExchangeConfig(account_id=args.account_id)
+    config = ExchangeConfig(account_id=args.account_id, starting_cash=args.starting_cash)
     market = build_market(args.seed, args.data, args.gap_share)
     args.db.parent.mkdir(parents=True, exist_ok=True)
     account = AccountStore(args.db, config)
@@ -165,6 +175,7 @@ async def serve(args: argparse.Namespace, clock: Clock) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     control = ControlServer(sim, market, stop.set)
+    watcher = _watch_supervisor(stop)
     try:
         port = await sim.start()
         print(f"listening on 127.0.0.1:{port}", flush=True)
@@ -174,10 +185,27 @@ async def serve(args: argparse.Namespace, clock: Clock) -> int:
         await stop.wait()
         log.info("shutting down")
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await control.stop()
         await sim.stop()
         account.close()
     return 0
+
+
+def _watch_supervisor(stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """Set ``stop`` once the supervisor in SUPERVISOR_PARENT is gone (None: no supervisor)."""
+    from supervision.parent import parent_from_env, wait_parent_gone
+
+    parent = parent_from_env()
+    if parent is None:
+        return None
+
+    async def watch() -> None:
+        log.warning("stopping: %s", await wait_parent_gone(parent))
+        stop.set()
+
+    return asyncio.create_task(watch(), name="supervisor-watch")
 
 
 def main(argv: list[str] | None = None) -> int:

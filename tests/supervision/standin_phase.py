@@ -3,7 +3,8 @@
 Like the real phases it records its own outcome in ``phase_runs`` and exits 0 without
 doing anything when the phase is already DONE. Journals ``phases run <pid> <time>
 <phase>@<ET clock time>@<date>``. ``$STANDIN_DIR/phases.json``: phases under ``fail``
-record FAILED and exit 1; phases under ``crash`` exit 4 without recording anything.
+record FAILED and exit 1; phases under ``crash`` exit 4 without recording anything;
+phases under ``crash_after_done`` record DONE and then exit 4 (a crash on the way out).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ async def main(rt: ChildRuntime) -> int:
     rt.store.finish_phase(
         day, ARGS.phase, PhaseStatus.DONE, now=rt.clock.now(), detail="stand-in summary"
     )
-    return 0
+    return 4 if ARGS.phase in plan.get("crash_after_done", []) else 0
 
 
 if __name__ == "__main__":

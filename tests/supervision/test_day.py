@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from datetime import UTC, date, datetime
@@ -88,9 +89,28 @@ def test_failed_phases_raise_alerts_and_the_next_phases_still_run(harness: Harne
     assert harness.wait_exit(proc, 20) == 0
 
 
+def test_phase_failed_by_the_supervisor_keeps_the_jobs_own_detail_with_the_exit_code(
+    harness: Harness,
+) -> None:
+    day = date.fromisoformat(SIM_DATE)
+    harness.behave("phases", crash_after_done=["data"])
+    proc = harness.start("--start-at", "09:45")
+    harness.wait_for(
+        lambda: {r.phase: r.status for r in harness.store.phase_runs(day)}.get("open"),
+        30,
+        "the open phase",
+    )
+    data = next(r for r in harness.store.phase_runs(day) if r.phase == "data")
+    assert data.status is PhaseStatus.FAILED  # exit 4: not trusted as DONE
+    assert data.detail.startswith("stand-in summary (exit code 4 after "), data.detail
+    proc.send_signal(signal.SIGTERM)
+    assert harness.wait_exit(proc, 20) == 0
+
+
 def test_a_whole_virtual_day_at_top_speed_runs_every_phase_and_exits_0(harness: Harness) -> None:
     started = time.monotonic()
-    proc = harness.start("--speed", "5000")
+    # The warm-up has its own test below; without it this day is over in seconds.
+    proc = harness.start("--speed", "5000", "--warm-up", "0")
     assert harness.wait_exit(proc, 60) == 0
     wall = time.monotonic() - started
 
@@ -105,6 +125,22 @@ def test_a_whole_virtual_day_at_top_speed_runs_every_phase_and_exits_0(harness: 
     assert harness.alive_pids() == []
     assert "the trading day is complete" in harness.output()
     assert wall < 45
+
+
+def test_warm_up_holds_the_clock_until_the_children_run_so_the_first_phase_is_on_time(
+    harness: Harness,
+) -> None:
+    proc = harness.start("--speed", "5000", "--warm-up", "3")
+    assert harness.wait_exit(proc, 60) == 0, harness.output()
+
+    journal = harness.journal()
+    ready = {name: at for name, event, _pid, at, _ in journal if event == "ready"}
+    run_at, phase = next((at, x) for n, e, _p, at, x in journal if n == "phases" and e == "run")
+    assert phase.startswith("universe@")
+    assert ready["exit_manager"] < run_at and ready["day_trader"] < run_at
+    # Started at its time (the job's own clock reading comes after its imports).
+    assert re.search(r" 06:5\d:\d\d supervisor INFO phase universe: started", harness.output())
+    assert "clock held at 06:50 for 3 s" in harness.output()
 
 
 def test_component_not_built_yet_is_named_and_exit_code_is_3(harness: Harness) -> None:

@@ -11,6 +11,7 @@ from market.calendar import Phase, phase_times
 from market.clock import ET, LiveClock, VirtualClock
 from supervision.schedule import (
     DAY_START,
+    DEFAULT_WARMUP_S,
     NoSession,
     countdown,
     next_phase,
@@ -135,3 +136,22 @@ def test_port_open_tells_a_listening_port_from_a_closed_one() -> None:
         port = server.getsockname()[1]
         assert port_open("127.0.0.1", port)
     assert not port_open("127.0.0.1", port, timeout=0.2)
+
+
+def test_fast_sim_clock_holds_at_its_start_for_the_default_warm_up() -> None:
+    plan = plan_day(settings(SIM_DATE="2025-11-26", SIM_SPEED="1000"), NOW)
+    assert plan.clock.anchor == NOW.timestamp() + DEFAULT_WARMUP_S
+
+
+def test_slow_sim_clock_has_no_warm_up_unless_asked() -> None:
+    slow = settings(SIM_DATE="2025-11-26", SIM_SPEED="1")
+    assert plan_day(slow, NOW).clock.anchor == NOW.timestamp()
+    assert plan_day(slow, NOW, warmup_s=3.0).clock.anchor == NOW.timestamp() + 3.0
+
+
+def test_held_clock_reads_its_start_until_the_anchor() -> None:
+    now = datetime.now(UTC)
+    plan = plan_day(settings(SIM_DATE="2025-11-26", SIM_SPEED="5000"), now, warmup_s=30.0)
+    assert plan.clock.now() == datetime(2025, 11, 26, 6, 50, tzinfo=ET)
+    assert 29.0 < plan.warmup_left <= 30.0
+    assert "clock held at 06:50" in plan.summary()
