@@ -11,7 +11,9 @@ While it trades, the module:
 3. SIGKILLs the simulator while positions are held (a broker outage: the supervisor
    restarts it, its account file keeps positions and orders, the others reconnect);
 4. SIGKILLs the exit manager again while one of its sells is live (EXIT_PENDING), if one
-   shows up before 15:45 ET;
+   shows up early enough that it is back before the EOD flatten (``KILL_CUTOFF``: a
+   restart takes a few real seconds, which at 500x is half an hour of market time; a
+   later kill would test an outage across the close, not the flatten);
 
 sampling the active rows throughout. The tests then read the outcome from the database,
 the simulator's own account file (its order book, executions and positions, by
@@ -26,8 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from datetime import time as clock_time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,12 @@ SPEED = "500"
 EXIT_REASONS = {"target", "stop", "eod", "daily_target", "loss_limit", "manual"}
 #: Real seconds to wait for a live entry before killing the day trader anyway.
 ENTRY_WAIT_S = 6.0
+#: Real seconds a killed child may take to be RUNNING again on a loaded CI machine (it
+#: measures about 3.5 s); the last kill must leave that much market time before the flatten.
+RESTART_BUDGET_S = 10.0
+#: The EOD flatten of the 2025-11-26 session (a full day: 16:00 close, 5 minutes).
+FLATTEN_ET = datetime(2025, 11, 26, 15, 55, tzinfo=ET)
+KILL_CUTOFF = (FLATTEN_ET - timedelta(seconds=RESTART_BUDGET_S * float(SPEED))).time()
 
 
 @dataclass
@@ -105,7 +112,7 @@ class Chaos:
         return "\n".join(lines)
 
     def before_cutoff(self) -> bool:
-        return self.day.clock().now().astimezone(ET).time() < clock_time(15, 45)
+        return self.day.clock().now().astimezone(ET).time() < KILL_CUTOFF
 
     def play(self) -> None:
         day = self.day
@@ -187,7 +194,7 @@ def test_every_exit_has_its_reason_and_its_filled_sell(chaos: Chaos) -> None:
 
 def test_flat_at_the_close_in_the_database_and_at_the_simulator(chaos: Chaos) -> None:
     day = chaos.day
-    assert day.store.active_positions() == []
+    assert day.store.active_positions() == [], chaos.summary()
     account = day.sim_account()
     try:
         assert account.positions() == []  # every symbol ever traded is back to zero
@@ -230,7 +237,9 @@ def test_no_symbol_ever_had_two_positions_and_none_was_bought_twice(chaos: Chaos
     closed = day.store.closed_today(day.day)
     assert all(c.source == "day_trader" for c in closed)  # no unknown buy had to be adopted
     bought = [o for o in _sim_orders(day) if o.request.action.value == "BUY" and o.filled > 0]
-    assert Counter(o.request.symbol for o in bought) == Counter(c.symbol for c in closed)
+    assert Counter(o.request.symbol for o in bought) == Counter(c.symbol for c in closed), (
+        chaos.summary()
+    )
     assert {o.request.order_ref for o in bought} == {c.entry_order_ref for c in closed}
 
 
