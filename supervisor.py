@@ -196,8 +196,10 @@ def _supervise(settings: Settings, table: ChildTable, plan: DayPlan) -> int:
     from supervision.process import Launcher
     from supervision.supervisor import StartRefused, Supervisor
     from telemetry.logs import configure_logging
+    from telemetry.tracing import setup_tracing
 
     configure_logging("supervisor", settings.log_dir, settings.log_level, plan.clock)
+    tracing = setup_tracing("supervisor", settings, clock=plan.clock)
     store = Store(settings.db_path, process="supervisor")
     try:
         supervisor = Supervisor(
@@ -214,6 +216,7 @@ def _supervise(settings: Settings, table: ChildTable, plan: DayPlan) -> int:
         return EXIT_BAD_SETTINGS
     finally:
         store.close()
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

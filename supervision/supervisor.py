@@ -43,6 +43,7 @@ from supervision.process import ChildProcess, Launcher, command_line, kill_desce
 from supervision.schedule import DayPlan, countdown, port_open
 from supervision.states import allowed
 from supervision.status import SUPERVISOR_ROW, LiveView, SupervisorRow, build_snapshot, render
+from telemetry.tracing import set_attributes, span
 
 log = logging.getLogger("supervisor")
 
@@ -424,11 +425,14 @@ class Supervisor:
         spec = slot.spec
         argv = command(sys.executable, spec.target, spec.args(self.context))
         log_path = self.settings.log_dir / f"{spec.name}-{self.plan.trading_date}.console.log"
-        try:
-            slot.proc = self.launcher.spawn(argv, self.env_for(spec.name), log_path)
-        except OSError as exc:
-            self._on_exit(slot, now, None, early=True, error=f"could not start: {exc}")
-            return
+        with span("child.start", process=slot.name, restart=slot.started_once) as starting:
+            try:
+                slot.proc = self.launcher.spawn(argv, self.env_for(spec.name), log_path)
+            except OSError as exc:
+                set_attributes(starting, error=str(exc))
+                self._on_exit(slot, now, None, early=True, error=f"could not start: {exc}")
+                return
+            set_attributes(starting, pid=slot.proc.pid)
         slot.spawned_at = now
         slot.started_once = True
         self._write_state(slot.name, slot.state, slot.state, slot.proc.pid, None)  # the pid
@@ -553,6 +557,11 @@ class Supervisor:
             self._stop_dependents(slot, f"{slot.spec.title} is {slot.state.value}")
 
     def _record_exit(self, slot: Slot, decision: policy.Decision, what: str) -> None:
+        with span(
+            "child.exit", process=slot.name, what=what, verdict=decision.verdict.value,
+            delay_s=decision.delay_s, crashes_in_window=decision.crashes,
+        ):  # fmt: skip
+            pass  # a point in time on the trace, next to the children's own spans
         with contextlib.suppress(StoreError):
             self.store.record_event(
                 "supervisor",

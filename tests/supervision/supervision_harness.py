@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,13 @@ SIM_DATE = "2025-11-26"  # a Wednesday with a regular session
 TABLE = str(HERE / "standin_table.py")
 
 
+def free_port() -> int:
+    """Return a loopback port free right now (each harness its own: tests run in parallel)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class Harness:
     """One temporary installation: DB, logs, stand-in folder, and supervisors."""
 
@@ -43,6 +51,7 @@ class Harness:
         self.procs: list[subprocess.Popen[str]] = []
         self.known: set[int] = set()
         self._store: Store | None = None
+        self.sim_port = free_port()
 
     # ------------------------------------------------------------------ set-up
 
@@ -63,7 +72,8 @@ class Harness:
             "HEARTBEAT_INTERVAL_S": "0.2",
             "HEARTBEAT_TIMEOUT_S": "1.0",
             "STATUS_INTERVAL_MIN": "60",
-            "SIM_PORT": "17499",
+            "SIM_PORT": str(self.sim_port),
+            "SPANS_DB_PATH": str(self.tmp / "data" / "spans.db"),
             "STANDIN_DIR": str(self.dir),
             "PYTHONUNBUFFERED": "1",
         }

@@ -10,6 +10,7 @@ from standin_table import STARTSECS
 from supervision_harness import SIM_DATE, Harness
 
 from shared_state import ProcessState
+from shared_state.spans import SpanStore
 
 
 def _time_of(h: Harness, name: str, state: str) -> datetime:
@@ -55,6 +56,21 @@ def test_crash_before_startsecs_backs_off_with_growing_delays_then_runs(harness:
     assert harness.row("day_trader").restarts == 2
     proc.send_signal(signal.SIGTERM)
     assert harness.wait_exit(proc, 15) == 0
+
+    # The supervisor's spans (flushed at its exit): each start, and each crash's verdict.
+    spans = SpanStore(harness.tmp / "data" / "spans.db")
+    try:
+        who = {"process": "day_trader"}
+        starts = spans.find("child.start", attributes=who, process="supervisor")
+        crashes = spans.find("child.exit", attributes=who, process="supervisor")
+    finally:
+        spans.close()
+    assert [s.attributes["restart"] for s in reversed(starts)] == [False, True, True]
+    assert all(s.attributes["pid"] > 0 for s in starts)
+    assert [(c.attributes["verdict"], c.attributes["delay_s"]) for c in reversed(crashes)] == [
+        ("restart", 0.2),
+        ("restart", 0.4),
+    ]
 
 
 def test_day_trader_crash_loop_goes_fatal_with_alert_and_exit_manager_untouched(
