@@ -7,8 +7,9 @@ work worth timing::
         await adapter.place_limit(...)
 
 Names in use: ``phase.<name>`` (each phase), ``signal.evaluate``, ``order.place``,
-``exit.<reason>``, ``llm.call``, ``broker.<request>``. ``span()`` works before (or
-without) ``setup_tracing``: the spans then go nowhere, so library code may always call it.
+``exit.<reason>``, ``llm.call``, ``broker.<request>``, and the supervisor's
+``child.start`` and ``child.exit``. ``span()`` works before (or without)
+``setup_tracing``: the spans then go nowhere, so library code may always call it.
 
 Exporters (``choose_exporters``):
 
