@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.dialects.sqlite import insert
 
-from shared_state import events
+from shared_state import events, prepared
 from shared_state.models import DailyState
 from shared_state.schema import daily_state
 
@@ -44,7 +44,7 @@ def _daily(row: Row[Any]) -> DailyState:
 
 def get(conn: Connection, trading_date: date) -> DailyState | None:
     """Return the day's row, or ``None`` before anything happened that day."""
-    row = conn.execute(_GET, {"d": trading_date}).first()
+    row = prepared.execute(conn, _GET, {"d": trading_date}).first()
     return None if row is None else _daily(row)
 
 
@@ -65,7 +65,7 @@ def ensure(conn: Connection, trading_date: date, starting_capital: float | None)
 
 def add_realized(conn: Connection, trading_date: date, pnl: float, trades: int) -> None:
     """Add realized P&L (and closed round trips) to the day, creating its row if needed."""
-    conn.execute(_ADD, {"d": trading_date, "pnl": pnl, "trades": trades})
+    prepared.execute(conn, _ADD, {"d": trading_date, "pnl": pnl, "trades": trades})
 
 
 def set_halted(

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
+from shared_state import prepared
 from shared_state.models import Event
 from shared_state.schema import events
 
@@ -31,7 +32,7 @@ def insert(
     """Append one event in the caller's transaction and return its id."""
     text = detail if isinstance(detail, str) else to_json(detail or {})
     params = {"time": now, "process": process, "kind": kind, "symbol": symbol, "detail": text}
-    result = conn.execute(_INSERT, params)
+    result = prepared.execute(conn, _INSERT, params)
     return int(result.lastrowid)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Row, Update, bindparam, func, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.exc import IntegrityError
 
-from shared_state import events
+from shared_state import events, prepared
 from shared_state.errors import DuplicateKeyError, NotFoundError, TransitionError
 from shared_state.models import Fill, Order
 from shared_state.schema import fills, orders
@@ -75,7 +75,7 @@ def fill(row: Row[Any]) -> Fill:
 
 def get(conn: Connection, order_ref: str) -> Order | None:
     """Return the order with ``order_ref``, if any."""
-    row = conn.execute(_BY_REF, {"ref": order_ref}).first()
+    row = prepared.execute(conn, _BY_REF, {"ref": order_ref}).first()
     return None if row is None else order(row)
 
 
@@ -125,7 +125,7 @@ def insert_intent(
         "updated_at": now,
     }
     try:
-        conn.execute(_INSERT, row)
+        prepared.execute(conn, _INSERT, row)
     except IntegrityError as exc:
         if "orders.order_ref" in str(exc.orig):
             raise DuplicateKeyError(f"order_ref={order_ref!r} is already used") from None
@@ -180,7 +180,7 @@ def update(
     stored = {k: (v.value if isinstance(v, OrderStatus) else v) for k, v in changes.items()}
     stored["updated_at"] = now
     params = {f"v_{k}": v for k, v in stored.items()} | {"ref": order_ref}
-    conn.execute(_update(tuple(sorted(stored))), params)
+    prepared.execute(conn, _update(tuple(sorted(stored))), params)
     new_status = changes.get("status", current.status)
     if new_status != current.status:
         detail = {

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Update, bindparam, func, literal_column, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from shared_state import daily, events, orders
+from shared_state import daily, events, orders, prepared
 from shared_state.db import Rollback
 from shared_state.errors import NotFoundError, TransitionError
 from shared_state.models import ActivePosition, ClaimResult, ClosedPosition, ExitTicket
@@ -167,18 +167,18 @@ def closed(row: Row[Any]) -> ClosedPosition:
 
 def get(conn: Connection, symbol: str) -> ActivePosition | None:
     """Return the symbol's active position, if any."""
-    row = conn.execute(_BY_SYMBOL, {"symbol": symbol}).first()
+    row = prepared.execute(conn, _BY_SYMBOL, {"symbol": symbol}).first()
     return None if row is None else position(row)
 
 
 def all_active(conn: Connection) -> list[ActivePosition]:
     """Return every active position, by symbol."""
-    return [position(row) for row in conn.execute(_ALL_ACTIVE)]
+    return [position(row) for row in prepared.execute(conn, _ALL_ACTIVE)]
 
 
 def closed_on(conn: Connection, trading_date: date) -> list[ClosedPosition]:
     """Return the round trips closed on ``trading_date``, in closing order."""
-    return [closed(row) for row in conn.execute(_CLOSED_ON, {"d": trading_date})]
+    return [closed(row) for row in prepared.execute(conn, _CLOSED_ON, {"d": trading_date})]
 
 
 # ------------------------------------------------------------------------ transitions
@@ -204,10 +204,11 @@ def _transition(
     guard = {"pid": current.id, "old": current.state.value}
     moved: ActivePosition | None = None
     if new_state is None:
-        changed = conn.execute(_DELETE, guard).rowcount == 1
+        changed = prepared.execute(conn, _DELETE, guard).rowcount == 1
     else:
         changes = {**(values or {}), "state": new_state.value, "updated_at": now}
-        row = conn.execute(_update(tuple(sorted(changes))), _prefixed(changes) | guard).first()
+        statement = _update(tuple(sorted(changes)))
+        row = prepared.execute(conn, statement, _prefixed(changes) | guard).first()
         changed = row is not None
         moved = None if row is None else position(row)
     if not changed:  # cannot happen under BEGIN IMMEDIATE; refuse loudly if it does
@@ -226,7 +227,7 @@ def _transition(
 def _rule_refusal(conn: Connection, req: ClaimRequest) -> tuple[ClaimRefusal | None, bool]:
     """Return (refusal or None, is_recovery) from the day's state and the symbol's closes."""
     params = {"d": req.trading_date, "symbol": req.symbol}
-    ctx = conn.execute(_CLAIM_CONTEXT, params).one()
+    ctx = prepared.execute(conn, _CLAIM_CONTEXT, params).one()
     if ctx.halted:
         return ClaimRefusal.HALTED, False
     if ctx.target_reached:
@@ -277,7 +278,7 @@ def claim(conn: Connection, req: ClaimRequest, actor: str) -> ClaimResult:
         "updated_at": req.now,
     }
     try:
-        created = position(conn.execute(_INSERT_ACTIVE, row).one())
+        created = position(prepared.execute(conn, _INSERT_ACTIVE, row).one())
     except IntegrityError as exc:
         if "active_positions.symbol" in str(exc.orig):
             raise Rollback(ClaimResult(ClaimRefusal.ALREADY_ACTIVE)) from None
@@ -441,7 +442,7 @@ def replace_exit_order(conn: Connection, req: ExitRequest, old_ref: str, actor: 
         "updated_at": req.now,
     }
     guard = {"pid": current.id, "old": PositionState.EXIT_PENDING.value}
-    conn.execute(_update(tuple(sorted(changes))), _prefixed(changes) | guard)
+    prepared.execute(conn, _update(tuple(sorted(changes))), _prefixed(changes) | guard)
     detail = {"old_order_ref": old_ref, "order_ref": req.order_ref, "reason": req.reason.value}
     events.insert(
         conn, now=req.now, process=actor, kind="exit_replaced", symbol=req.symbol, detail=detail
@@ -557,7 +558,7 @@ def close(conn: Connection, req: CloseRequest, actor: str) -> ClosedPosition | N
         "opened_at": current.opened_at,
         "closed_at": money.now,
     }
-    result = closed(conn.execute(_INSERT_CLOSED, row).one())
+    result = closed(prepared.execute(conn, _INSERT_CLOSED, row).one())
     detail = {
         "reason": req.reason.value,
         "pnl": result.pnl,
@@ -599,7 +600,7 @@ def adopt(conn: Connection, req: AdoptRequest, actor: str) -> ActivePosition | N
         "updated_at": req.now,
     }
     try:
-        created = position(conn.execute(_INSERT_ACTIVE, row).one())
+        created = position(prepared.execute(conn, _INSERT_ACTIVE, row).one())
     except IntegrityError as exc:
         if "active_positions.symbol" in str(exc.orig):
             raise Rollback(None) from None
