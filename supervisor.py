@@ -159,7 +159,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(str(exc))
         return EXIT_OK
     if sim_folder.uses_day_folders(settings, os.environ, args.env_file):
-        settings = sim_folder.in_day_folder(settings, plan.trading_date)
+        settings = sim_folder.in_day_folder(
+            settings, plan.trading_date, environ=os.environ, env_file=args.env_file
+        )
         _fresh_start(settings, plan, args.resume)
     try:
         held, stale = lock.acquire(lock.lock_path_for(settings.db_path))

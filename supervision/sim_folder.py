@@ -4,7 +4,10 @@ With ``BROKER=sim`` and no explicit ``DB_PATH`` (neither in the environment nor 
 settings file), the bot's database and the simulator's account live in
 ``data/sim/<date>/`` (``trading_state.db``, ``simulator.db``, the supervisor's lock). A
 simulated day then never touches the live database, and every date starts with a new
-simulator account holding ``SIM_STARTING_CASH``.
+simulator account holding ``SIM_STARTING_CASH``. Its reports, logs and spans go there
+too (``reports/``, ``logs/``, ``spans.db``; each unless REPORTS_DIR, LOG_DIR or
+SPANS_DB_PATH is set): a simulation of a date the bot also traded live must never
+overwrite that day's report or mix into its logs.
 
 A date whose post-close phase is DONE is *complete*. Simulating it again starts it
 fresh: the old folder is moved aside to ``data/sim/<date>.<n>`` (n = 1, 2, ...; nothing
@@ -35,13 +38,18 @@ DB_NAME = "trading_state.db"
 _DAY_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def db_path_is_explicit(environ: Mapping[str, str], env_file: Path | str | None) -> bool:
-    """Return True when DB_PATH is set (non-empty) in ``environ`` or in ``env_file``."""
-    if (environ.get("DB_PATH") or "").strip():
+def is_explicit(name: str, environ: Mapping[str, str], env_file: Path | str | None) -> bool:
+    """Return True when setting ``name`` is set (non-empty) in ``environ`` or ``env_file``."""
+    if (environ.get(name) or "").strip():
         return True
     if env_file is None or not Path(env_file).is_file():
         return False
-    return bool((dotenv_values(env_file).get("DB_PATH") or "").strip())
+    return bool((dotenv_values(env_file).get(name) or "").strip())
+
+
+def db_path_is_explicit(environ: Mapping[str, str], env_file: Path | str | None) -> bool:
+    """Return True when DB_PATH is set (non-empty) in ``environ`` or in ``env_file``."""
+    return is_explicit("DB_PATH", environ, env_file)
 
 
 def uses_day_folders(
@@ -56,9 +64,28 @@ def day_folder(day: date, root: Path = SIM_ROOT) -> Path:
     return root / day.isoformat()
 
 
-def in_day_folder(settings: Settings, day: date, root: Path = SIM_ROOT) -> Settings:
-    """Return ``settings`` with DB_PATH in the folder of ``day``."""
-    return dataclasses.replace(settings, db_path=day_folder(day, root) / DB_NAME)
+def in_day_folder(
+    settings: Settings,
+    day: date,
+    root: Path = SIM_ROOT,
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | str | None = None,
+) -> Settings:
+    """Return ``settings`` with DB_PATH, and the outputs not set explicitly, in ``day``'s folder.
+
+    The outputs: REPORTS_DIR (``reports/``), LOG_DIR (``logs/``) and SPANS_DB_PATH
+    (``spans.db``; left off when the span store is turned off with an empty value).
+    """
+    folder = day_folder(day, root)
+    environ = {} if environ is None else environ
+    moved: dict[str, object] = {"db_path": folder / DB_NAME}
+    if not is_explicit("REPORTS_DIR", environ, env_file):
+        moved["reports_dir"] = folder / "reports"
+    if not is_explicit("LOG_DIR", environ, env_file):
+        moved["log_dir"] = folder / "logs"
+    if settings.spans_db_path is not None and not is_explicit("SPANS_DB_PATH", environ, env_file):
+        moved["spans_db_path"] = folder / "spans.db"
+    return dataclasses.replace(settings, **moved)
 
 
 def day_complete(db_path: Path, day: date) -> bool:

@@ -244,7 +244,16 @@ class Supervisor:
             self.store.set_process_state(SUPERVISOR_ROW, ProcessState.STOPPED, now=now)
         with contextlib.suppress(StoreError):
             self.show_status(final=True)
+        self.say_where_the_outputs_are()
         self.say("Supervisor stopped.")
+
+    def say_where_the_outputs_are(self) -> None:
+        """Name the day's report (when written), logs and database: where to look next."""
+        day = self.plan.trading_date
+        report = self.settings.reports_dir / f"{day}.md"
+        if report.is_file():
+            self.say(f"Report: {report}")
+        self.say(f"Logs: {self.settings.log_dir}; database: {self.settings.db_path}")
 
     # ================================================================ state changes
 

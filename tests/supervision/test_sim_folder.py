@@ -47,7 +47,26 @@ def test_only_sim_without_db_path_uses_a_folder_per_date() -> None:
     live = load_settings(environ={"BROKER": "ibkr"}, env_file=None)
     assert not uses_day_folders(live, {}, None)
     moved = in_day_folder(sim, DAY, Path("data/sim"))
-    assert moved.db_path == Path("data/sim/2025-11-26/trading_state.db")
+    folder = Path("data/sim/2025-11-26")
+    assert moved.db_path == folder / "trading_state.db"
+    # A simulated date's outputs never land beside a live day's of the same date.
+    assert (moved.reports_dir, moved.log_dir, moved.spans_db_path) == (
+        folder / "reports",
+        folder / "logs",
+        folder / "spans.db",
+    )
+
+
+def test_outputs_set_explicitly_stay_where_they_were_set(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("LOG_DIR=mylogs\n")
+    environ = {"REPORTS_DIR": "myreports", "SPANS_DB_PATH": " "}  # empty: the default
+    sim = load_settings(environ=environ, env_file=env_file)
+    moved = in_day_folder(sim, DAY, Path("data/sim"), environ=environ, env_file=env_file)
+    folder = Path("data/sim/2025-11-26")
+    assert moved.db_path == folder / "trading_state.db"
+    assert (moved.reports_dir, moved.log_dir) == (Path("myreports"), Path("mylogs"))
+    assert moved.spans_db_path == folder / "spans.db"
 
 
 def test_completed_day_moves_aside_to_the_next_free_number_and_an_unfinished_one_stays(
@@ -82,9 +101,10 @@ def test_supervisor_reruns_a_completed_sim_day_fresh_and_resume_keeps_it(
 ) -> None:
     folder = harness.tmp / "data" / "sim" / SIM_DATE
     quick = ("--speed", "5000", "--start-at", "15:30", "--warm-up", "0")
-    first = harness.start(*quick, DB_PATH="")
+    first = harness.start(*quick, DB_PATH="", SPANS_DB_PATH="")
     assert harness.wait_exit(first, 45) == 0, harness.output()
     assert (folder / "trading_state.db").exists()
+    assert f"database: {Path('data/sim') / SIM_DATE / 'trading_state.db'}" in harness.output()
 
     again = harness.start(*quick, DB_PATH="")
     assert harness.wait_exit(again, 45) == 0, harness.output()
@@ -92,6 +112,7 @@ def test_supervisor_reruns_a_completed_sim_day_fresh_and_resume_keeps_it(
     assert f"already completed in {Path('data/sim') / SIM_DATE}" in harness.output()
     assert f"moved it aside to {Path('data/sim') / (SIM_DATE + '.1')}" in harness.output()
     assert (aside / "trading_state.db").exists() and (folder / "trading_state.db").exists()
+    assert (aside / "spans.db").exists()  # the first run's spans went with its folder
 
     resumed = harness.start(*quick, "--resume", DB_PATH="")
     assert harness.wait_exit(resumed, 45) == 0

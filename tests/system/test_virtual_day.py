@@ -214,6 +214,7 @@ def test_post_close_report_is_written_as_markdown_json_and_png(chaos: Chaos) -> 
     for suffix in ("md", "json", "png"):
         report: Path = day.reports / f"{day.day}.{suffix}"
         assert report.is_file() and report.stat().st_size > 0, report
+    assert f"Report: {day.reports / f'{day.day}.md'}" in day.output()  # the user is told
 
 
 def test_each_killed_child_is_restarted_within_seconds(chaos: Chaos) -> None:
