@@ -334,14 +334,14 @@ SPECS: tuple[Spec, ...] = (
     _s("STATUS_INTERVAL_MIN", "5", _number(float, 0.1, 120.0), "status display period, minutes"),
     # Files
     _s("DB_PATH", "data/trading_state.db", _path, "the shared-state SQLite database"),
-    _s("LOG_DIR", "logs", _path, "JSON-lines logs, one file per process per day"),
-    _s("REPORTS_DIR", "reports", _path, "daily reports (Markdown, JSON, PNG)"),
+    _s("LOG_DIR", "logs", _path, "JSON-lines logs, one per process per day (sim: per date)"),
+    _s("REPORTS_DIR", "reports", _path, "daily reports, Markdown, JSON, PNG (sim: per date)"),
     _s("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "log verbosity"),
     _s(
         "SPANS_DB_PATH",
         "data/spans.db",
         _optional_path,
-        "local SQLite store of OpenTelemetry spans (empty: none)",
+        "local SQLite store of OpenTelemetry spans (a simulated day: data/sim/<date>/)",
     ),
     # Outside services
     _s(
