@@ -74,7 +74,8 @@ def in_day_folder(
     """Return ``settings`` with DB_PATH, and the outputs not set explicitly, in ``day``'s folder.
 
     The outputs: REPORTS_DIR (``reports/``), LOG_DIR (``logs/``) and SPANS_DB_PATH
-    (``spans.db``; left off when the span store is turned off with an empty value).
+    (``spans.db``). An empty value in the environment or the file counts as not set,
+    as it does for every setting.
     """
     folder = day_folder(day, root)
     environ = {} if environ is None else environ

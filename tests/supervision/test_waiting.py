@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from standin_table import TABLE
+from supervision_harness import free_port
 
 from config.settings import load_settings
 from market.calendar import phase_times, session
@@ -22,12 +23,6 @@ from supervision.schedule import DAY_START, DayPlan
 from supervision.supervisor import Supervisor
 
 DAY = date(2025, 11, 26)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -60,7 +55,7 @@ def make(tmp_path: Path) -> Iterator:
 
 
 def test_started_before_0650_et_waits_with_a_countdown_and_starts_nothing(make) -> None:  # noqa: ANN001
-    sup, out = make(5, 55, _free_port())
+    sup, out = make(5, 55, free_port())
     sup.begin()
     sup.step()
     assert "Waiting for the day to start at 06:50 ET (in 0:55:00)" in out.getvalue()
@@ -69,7 +64,7 @@ def test_started_before_0650_et_waits_with_a_countdown_and_starts_nothing(make) 
 
 
 def test_gateway_down_before_9_shows_a_countdown_and_starts_no_child(make) -> None:  # noqa: ANN001
-    port = _free_port()
+    port = free_port()
     sup, out = make(8, 30, port)
     now = time.monotonic()
     sup.wait_for_broker(now)
@@ -84,7 +79,7 @@ def test_gateway_down_before_9_shows_a_countdown_and_starts_no_child(make) -> No
 def test_gateway_not_up_by_9_alerts_in_log_and_store_then_clears_when_it_comes_up(
     make,  # noqa: ANN001
 ) -> None:
-    port = _free_port()
+    port = free_port()
     sup, _out = make(9, 1, port)
     sup.wait_for_broker(time.monotonic())
     assert "gateway" in sup.alerts
