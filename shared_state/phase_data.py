@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -24,9 +24,11 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     Text,
@@ -309,6 +311,19 @@ class PhaseData:
         """Close this process's connections."""
         self._db.dispose()
 
+    def _day_rows[T](
+        self,
+        table: Table,
+        trading_date: date,
+        order_by: ColumnElement[Any],
+        convert: Callable[[Row[Any]], T],
+        *where: ColumnElement[bool],
+    ) -> list[T]:
+        """Return ``table``'s rows of ``trading_date`` (and ``where``) by ``order_by``."""
+        query = select(table).where(table.c.trading_date == trading_date, *where)
+        query = query.order_by(order_by)
+        return self._db.read(lambda conn: [convert(r) for r in conn.execute(query)])
+
     # ------------------------------------------------------------------ candidates
 
     def replace_candidates(self, trading_date: date, rows: Sequence[Candidate]) -> int:
@@ -330,11 +345,8 @@ class PhaseData:
 
     def candidates(self, trading_date: date, *, passed_only: bool = False) -> list[Candidate]:
         """Return the day's candidates in the order the sources offered them."""
-        query = select(candidates).where(candidates.c.trading_date == trading_date)
-        if passed_only:
-            query = query.where(candidates.c.passed.is_(True))
-        query = query.order_by(candidates.c.position)
-        return self._db.read(lambda conn: [_candidate(r) for r in conn.execute(query)])
+        only = (candidates.c.passed.is_(True),) if passed_only else ()
+        return self._day_rows(candidates, trading_date, candidates.c.position, _candidate, *only)
 
     # ------------------------------------------------------------------ daily bars
 
@@ -400,11 +412,8 @@ class PhaseData:
 
     def snapshots(self, trading_date: date, *, ok_only: bool = False) -> list[SymbolSnapshot]:
         """Return the day's symbol snapshots by symbol."""
-        query = select(snapshots).where(snapshots.c.trading_date == trading_date)
-        if ok_only:
-            query = query.where(snapshots.c.ok.is_(True))
-        query = query.order_by(snapshots.c.symbol)
-        return self._db.read(lambda conn: [_snapshot(r) for r in conn.execute(query)])
+        only = (snapshots.c.ok.is_(True),) if ok_only else ()
+        return self._day_rows(snapshots, trading_date, snapshots.c.symbol, _snapshot, *only)
 
     def replace_premarket(self, trading_date: date, rows: Sequence[PremarketSnapshot]) -> int:
         """Replace the day's pre-market snapshots with ``rows``."""
@@ -427,12 +436,7 @@ class PhaseData:
 
     def premarket(self, trading_date: date) -> list[PremarketSnapshot]:
         """Return the day's pre-market snapshots by rank."""
-        query = (
-            select(premarket)
-            .where(premarket.c.trading_date == trading_date)
-            .order_by(premarket.c.rank)
-        )
-        return self._db.read(lambda conn: [_premarket(r) for r in conn.execute(query)])
+        return self._day_rows(premarket, trading_date, premarket.c.rank, _premarket)
 
     # ------------------------------------------------------------------ LLM calls
 
@@ -523,12 +527,7 @@ class PhaseData:
 
     def suggestions(self, trading_date: date) -> list[SuggestionRecord]:
         """Return the day's parameter suggestions in the order they were made."""
-        query = (
-            select(suggestions)
-            .where(suggestions.c.trading_date == trading_date)
-            .order_by(suggestions.c.id)
-        )
-        return self._db.read(lambda conn: [_suggestion(r) for r in conn.execute(query)])
+        return self._day_rows(suggestions, trading_date, suggestions.c.id, _suggestion)
 
     def set_parameters(self, params: ParameterSet) -> None:
         """Record the parameters in force from ``params.effective_date`` (replacing that day's)."""
