@@ -45,8 +45,12 @@ ENTRY_WAIT_S = 6.0
 #: Real seconds a killed child may take to be RUNNING again on a loaded CI machine (it
 #: measures about 3.5 s); the last kill must leave that much market time before the flatten.
 RESTART_BUDGET_S = 10.0
-#: The EOD flatten of the 2025-11-26 session (a full day: 16:00 close, 5 minutes).
-FLATTEN_ET = datetime(2025, 11, 26, 15, 55, tzinfo=ET)
+#: The EOD flatten window. The default 5 minutes is 0.6 real seconds at 500x: about one
+#: exit replace step (0.5 s floor) with the simulator's sparse ticks, so an EOD sell
+#: priced on a stale mark could expire unfilled at the close (seen in CI). 15 minutes
+#: (1.8 s) leaves room for the replace steps, as 5 minutes does at live speed.
+FLATTEN_MINUTES = 15
+FLATTEN_ET = datetime(2025, 11, 26, 16, 0, tzinfo=ET) - timedelta(minutes=FLATTEN_MINUTES)
 KILL_CUTOFF = (FLATTEN_ET - timedelta(seconds=RESTART_BUDGET_S * float(SPEED))).time()
 
 
@@ -134,7 +138,11 @@ class Chaos:
 
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
-    day = SystemDay(tmp_path_factory.mktemp("virtual_day"), speed=SPEED)
+    day = SystemDay(
+        tmp_path_factory.mktemp("virtual_day"),
+        speed=SPEED,
+        EOD_FLATTEN_MINUTES=str(FLATTEN_MINUTES),
+    )
     try:
         day.start()
         record = Chaos(day)
